@@ -1,0 +1,306 @@
+"""Batched forward to the hook + encode, cached per (model, hook, text) and per (SAE, text).
+
+Every number the checks use comes from here. Texts are tokenized one by one with BOS prepended; a batch
+right-pads them (sorted by length, bounded by a token budget) and the forward stops after the hook's
+block. Right padding cannot change a real position under causal attention, and BOS is dropped before
+anything is stored, so every stored tensor covers exactly the tokens that count.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import CaseError
+
+if TYPE_CHECKING:
+    import torch
+    from sae_lens import SAE
+    from transformer_lens import HookedTransformer
+
+
+@dataclass(frozen=True)
+class TextActs:
+    """One text at one hook through one SAE, BOS excluded: n = number of text tokens."""
+
+    text: str
+    tokens: tuple[str, ...]  # token strings as the tokenizer prints them
+    x: torch.Tensor  # [n, d_in] the hook activation
+    x_hat: torch.Tensor  # [n, d_in] the SAE reconstruction
+    feats: torch.Tensor  # [n, d_sae] sparse COO: the SAE's encode output
+
+    def dense(self) -> torch.Tensor:
+        return self.feats.to_dense()
+
+    def positions(self, token: str) -> list[int]:
+        return [i for i, t in enumerate(self.tokens) if t == token]
+
+
+@dataclass(frozen=True)
+class TextLoss:
+    """Per-prediction values at positions 1 .. n-2 of one text (BOS at 0), float64 on the CPU."""
+
+    ce_orig: torch.Tensor
+    ce_sae: torch.Tensor
+    ce_zero: torch.Tensor
+    kl: torch.Tensor  # KL(orig || sae)
+
+
+def stop_layer(hook: str) -> int | None:
+    """The stop_at_layer that still runs `hook`: blocks.L.* needs L+1; embeddings need 0; others None."""
+    m = re.match(r"blocks\.(\d+)\.", hook)
+    if m:
+        return int(m.group(1)) + 1
+    if hook in ("hook_embed", "hook_pos_embed", "hook_tokens"):
+        return 0
+    return None
+
+
+def check_hook(model: HookedTransformer, hook: str) -> None:
+    if hook not in model.hook_dict:
+        close = difflib.get_close_matches(hook, list(model.hook_dict), n=3)
+        raise CaseError(
+            f"the model has no hook {hook!r}"
+            + (f" (close: {', '.join(close)})" if close else "")
+            + "; hook names look like blocks.8.hook_resid_pre"
+        )
+
+
+def batches(lengths: Sequence[int], budget_tokens: int) -> list[list[int]]:
+    """Indices grouped into padded batches of at most `budget_tokens` (padded) tokens, longest first."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out: list[list[int]] = []
+    for i in order:
+        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= budget_tokens:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def _no_grad_method(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return fn(*args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@dataclass
+class HookCache:
+    """Token ids and hook activations of texts for one (model, hook). Activations include BOS."""
+
+    model: HookedTransformer
+    hook: str
+    batch_tokens: int
+    ids: dict[str, torch.Tensor] = field(default_factory=dict)
+    acts: dict[str, torch.Tensor] = field(default_factory=dict)
+    forward_passes: int = 0
+
+    def tokens(self, text: str) -> torch.Tensor:
+        """[n+1] token ids with BOS, checked against the model's context length."""
+        if text not in self.ids:
+            ids = self.model.to_tokens(text, prepend_bos=True)[0]
+            n_ctx = self.model.cfg.n_ctx
+            if ids.shape[0] > n_ctx:
+                raise CaseError(f"text {_short(text)} is {ids.shape[0]} tokens with BOS, longer than the model's context of {n_ctx}: shorten it or split it")
+            if ids.shape[0] < 2:
+                raise CaseError(f"text {text!r} has no tokens besides BOS")
+            self.ids[text] = ids
+        return self.ids[text]
+
+    def str_tokens(self, text: str) -> tuple[str, ...]:
+        return tuple(self.model.to_str_tokens(self.tokens(text)[1:]))  # type: ignore[arg-type]
+
+    def fetch(self, texts: Iterable[str]) -> None:
+        """Compute the hook activation of every text not cached yet, in padded batches."""
+        import torch
+
+        todo = [t for t in dict.fromkeys(texts) if t not in self.acts]
+        if not todo:
+            return
+        check_hook(self.model, self.hook)
+        ids = [self.tokens(t) for t in todo]
+        for group in batches([len(i) for i in ids], self.batch_tokens):
+            width = len(ids[group[0]])
+            pad = torch.full((len(group), width), _pad_id(self.model), dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for row, i in enumerate(group):
+                pad[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            act = self._forward(pad.to(self.model.cfg.device), mask.to(self.model.cfg.device))
+            self.forward_passes += 1
+            for row, i in enumerate(group):
+                self.acts[todo[i]] = act[row, : len(ids[i])]
+
+    @_no_grad_method
+    def _forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        store: dict[str, torch.Tensor] = {}
+
+        def keep(act: torch.Tensor, hook: Any) -> None:
+            store["act"] = act.detach()
+
+        self.model.run_with_hooks(
+            tokens,
+            attention_mask=mask,
+            fwd_hooks=[(self.hook, keep)],
+            stop_at_layer=stop_layer(self.hook),
+            return_type=None,
+        )
+        if "act" not in store:
+            raise CaseError(f"hook {self.hook!r} did not fire on the forward pass")
+        return store["act"]
+
+
+
+
+def _pad_id(model: HookedTransformer) -> int:
+    tok = model.tokenizer
+    if tok is not None and tok.pad_token_id is not None:
+        return int(tok.pad_token_id)
+    return 0
+
+
+def _short(text: str, width: int = 60) -> str:
+    return repr(text if len(text) <= width else text[: width - 3] + "...")
+
+
+@dataclass
+class SaeEngine:
+    """Encodes cached hook activations with one SAE and serves every check of that (model, hook, SAE)."""
+
+    hooks: HookCache
+    sae: SAE[Any]
+    label: str
+    encode_tokens: int = 8192
+    acts_cache: dict[str, TextActs] = field(default_factory=dict)
+    loss_cache: dict[str, TextLoss] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
+    steer_cache: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> HookedTransformer:
+        return self.hooks.model
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.sae.cfg.d_sae)
+
+    def want(self, texts: Iterable[str]) -> None:
+        """Register texts to compute together with the next request (the suite's texts, up front)."""
+        self.pending.update(texts)
+
+    def acts(self, texts: Sequence[str]) -> list[TextActs]:
+        import torch
+
+        todo = [t for t in dict.fromkeys([*texts, *sorted(self.pending)]) if t not in self.acts_cache]
+        self.pending.clear()
+        if todo:
+            # a pending text that fails (too long, say) must not break the cases that do not use it
+            ok = []
+            for t in todo:
+                try:
+                    self.hooks.tokens(t)
+                    ok.append(t)
+                except CaseError:
+                    if t in texts:
+                        raise
+            self.hooks.fetch(ok)
+            with torch.inference_mode():
+                self._encode(ok)
+        return [self.acts_cache[t] for t in texts]
+
+    def _encode(self, texts: list[str]) -> None:
+        import torch
+
+        d_in = int(self.sae.cfg.d_in)
+        raw = [self.hooks.acts[t][1:] for t in texts]  # BOS dropped here
+        width = raw[0].flatten(1).shape[-1] if raw else d_in
+        if width != d_in:
+            raise CaseError(
+                f"width mismatch: the SAE {self.label} takes d_in={d_in}, but hook {self.hooks.hook!r} of the model "
+                f"gives {width}: the SAE was trained on another model or hook (set target.hook or pick the matching SAE)"
+            )
+        lengths = [r.shape[0] for r in raw]
+        flat = torch.cat(raw) if raw else torch.empty(0)
+        dtype = self.sae.W_enc.dtype
+        feats, recon = [], []
+        for start in range(0, flat.shape[0], self.encode_tokens):
+            chunk = flat[start : start + self.encode_tokens].to(dtype)
+            f = self.sae.encode(chunk)
+            feats.append(f)
+            recon.append(self.sae.decode(f))
+        f_all = torch.cat(feats) if feats else torch.empty(0)
+        r_all = torch.cat(recon) if recon else torch.empty(0)
+        offset = 0
+        for t, n, x in zip(texts, lengths, raw):
+            f = f_all[offset : offset + n]
+            r = r_all[offset : offset + n]
+            offset += n
+            for what, tensor in (("hook activation", x), ("SAE activations", f), ("SAE reconstruction", r)):
+                if not torch.isfinite(tensor).all():
+                    raise CaseError(f"non-finite values (NaN or inf) in the {what} on text {_short(t)} with SAE {self.label}: check the model/SAE weights and --interp-dtype")
+            self.acts_cache[t] = TextActs(
+                text=t,
+                tokens=self.hooks.str_tokens(t),
+                x=x.flatten(1),
+                x_hat=r.flatten(1),
+                feats=f.to_sparse(),
+            )
+
+    # ------------------------------------------------------------------ losses
+    def losses(self, texts: Sequence[str]) -> list[TextLoss]:
+        todo = [t for t in dict.fromkeys(texts) if t not in self.loss_cache]
+        if todo:
+            self._losses(todo)
+        return [self.loss_cache[t] for t in texts]
+
+    @_no_grad_method
+    def _losses(self, texts: list[str]) -> None:
+        import torch
+
+        from . import metrics
+
+        check_hook(self.model, self.hooks.hook)
+        ids = [self.hooks.tokens(t) for t in texts]
+        vocab = int(self.model.cfg.d_vocab_out)
+        budget = max(self.model.cfg.n_ctx, self.hooks.batch_tokens * 8192 // max(vocab, 8192))
+        sae = self.sae
+        dtype = sae.W_enc.dtype
+
+        def replace_sae(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            out = act.clone()
+            out[:, 1:] = sae.decode(sae.encode(act[:, 1:].to(dtype))).to(act.dtype)
+            return out
+
+        def replace_zero(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            out = act.clone()
+            out[:, 1:] = 0
+            return out
+
+        for group in batches([len(i) for i in ids], budget):
+            width = len(ids[group[0]])
+            toks = torch.full((len(group), width), _pad_id(self.model), dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for row, i in enumerate(group):
+                toks[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            toks, mask = toks.to(self.model.cfg.device), mask.to(self.model.cfg.device)
+            logits = {
+                "orig": self.model(toks, attention_mask=mask),
+                "sae": self.model.run_with_hooks(toks, attention_mask=mask, fwd_hooks=[(self.hooks.hook, replace_sae)]),
+                "zero": self.model.run_with_hooks(toks, attention_mask=mask, fwd_hooks=[(self.hooks.hook, replace_zero)]),
+            }
+            for row, i in enumerate(group):
+                n = len(ids[i])
+                tok = ids[i].to(toks.device)
+                ce = {k: metrics.cross_entropy(v[row, :n], tok).cpu() for k, v in logits.items()}
+                kl = metrics.kl_per_position(logits["orig"][row, 1 : n - 1], logits["sae"][row, 1 : n - 1]).cpu()
+                self.loss_cache[texts[i]] = TextLoss(ce["orig"], ce["sae"], ce["zero"], kl)

@@ -1,0 +1,119 @@
+"""pytest hooks, options and fixtures of interp-tests (the pytest11 entry point). Declares and wires only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .items import STATE, CaseFile
+from .session import Options, Session
+
+DTYPE_CHOICES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r} (expected a positive integer)") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r} (expected a positive integer)")
+    return n
+
+
+def _dtype(value: str) -> str:
+    if value not in DTYPE_CHOICES:
+        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r} (expected one of {', '.join(DTYPE_CHOICES)})")
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("interp", "interp-tests: SAE interpretability claims as tests")
+    group.addoption("--interp-device", default=None, help="torch device for models and SAEs: auto (CUDA when available, else CPU), cpu, cuda, cuda:N. ini: interp_device")
+    group.addoption("--interp-dtype", default=None, type=_dtype, help=f"dtype for models and SAEs: {', '.join(DTYPE_CHOICES)} (default float32). ini: interp_dtype")
+    group.addoption("--interp-offline", action="store_true", default=None, help="never contact the model hub: use the local HF cache only (sets HF_HUB_OFFLINE=1), so a missing model fails at once")
+    group.addoption("--interp-batch-tokens", type=_positive_int, default=None, help="padded tokens per forward batch (default: 4096 on CPU, 65536 on CUDA)")
+    parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
+    parser.addini("interp_device", default="auto", help="default for --interp-device")
+    parser.addini("interp_dtype", default="float32", help="default for --interp-dtype")
+    parser.addini("interp_offline", type="bool", default=False, help="default for --interp-offline")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "interp: a case collected from an interp-tests YAML case file")
+    offline = config.getoption("interp_offline") or config.getini("interp_offline")
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    config.stash[STATE] = Session(
+        Options(
+            device=config.getoption("interp_device") or config.getini("interp_device"),
+            dtype=config.getoption("interp_dtype") or _dtype_ini(config),
+            batch_tokens=config.getoption("interp_batch_tokens"),
+            offline=bool(offline),
+        )
+    )
+
+
+def _dtype_ini(config: pytest.Config) -> str:
+    value = str(config.getini("interp_dtype"))
+    if value not in DTYPE_CHOICES:
+        raise pytest.UsageError(f"interp_dtype: Could not parse value: {value!r} (expected one of {', '.join(DTYPE_CHOICES)})")
+    return value
+
+
+def _explicit(config: pytest.Config) -> set[Path]:
+    base = config.invocation_params.dir
+    return {(base / str(a).split("::")[0]).resolve() for a in config.args}
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    config = parent.config
+    resolved = file_path.resolve()
+    dirs = [(config.rootpath / d).resolve() for d in config.getini("interp_cases")]
+    if resolved in _explicit(config) or any(resolved.is_relative_to(d) for d in dirs):
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    opts = config.stash[STATE].options
+    return f"interp-tests: device={opts.device} dtype={opts.dtype}" + (" offline" if opts.offline else "")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    for line in config.stash[STATE].summary():
+        terminalreporter.write_line(line)
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def interp_session(pytestconfig: pytest.Config) -> Session:
+    """The session's interp-tests state: `.registry` loads models/SAEs once, `.engine(key)` serves checks."""
+    return pytestconfig.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def interp_registry(interp_session: Session) -> Any:
+    """The process-wide Registry: `.model(name)`, `.sae(SaeRef(...))`, on --interp-device/--interp-dtype."""
+    return interp_session.registry
+
+
+@pytest.fixture(scope="session")
+def interp_sae(interp_registry: Any) -> Any:
+    """The bundled SAE (tiny-stdlib-res / blocks.1.hook_resid_pre), loaded once per session."""
+    from .schema import SaeRef
+
+    return interp_registry.sae(SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre"))
+
+
+@pytest.fixture(scope="session")
+def interp_model(interp_registry: Any) -> Any:
+    """The bundled model (tiny-stdlib), loaded once per session."""
+    return interp_registry.model("tiny-stdlib")
