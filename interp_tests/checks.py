@@ -243,7 +243,7 @@ def check_top_k(ctx: Ctx, p: schema.TopK) -> Verdict:
         positions = a.positions(p.token)
         if not positions:
             notes.append(_missing_token(label, a, p.token))
-            rows.append((False, (label, short(a.text), "-", "-", "-", "token missing")))
+            rows.append((False, (label, short(a.text), "-", "-", "-", "token missing", "")))
             continue
         dense = a.dense()
         for pos in positions:

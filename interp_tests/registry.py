@@ -71,6 +71,15 @@ def _hub_hint() -> str:
     )
 
 
+def _model_repo(name: str) -> str:
+    try:
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+
+        return f" (hub repo {get_official_model_name(name)!r})"
+    except Exception:  # the lookup is only for the message
+        return ""
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
@@ -102,10 +111,10 @@ class Registry:
         return got
 
     def _load_sae(self, spec: SaeRef) -> SAE[Any]:
-        from sae_lens import SAE
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            from sae_lens import SAE
+
             if spec.path is not None:
                 path = Path(spec.path)
                 if not (path / "cfg.json").is_file():
@@ -143,7 +152,15 @@ class Registry:
             try:
                 return SAE.from_pretrained(spec.release, spec.id, device=self.device, dtype=self.dtype)
             except Exception as exc:  # hub, cache or format failures
-                raise LoadError(f"cannot load SAE {spec.release!r} / {spec.id!r}: {_reason(exc)}; {_hub_hint()}") from None
+                where = ""
+                try:
+                    from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+
+                    repo, folder = get_repo_id_and_folder_name(spec.release, spec.id)
+                    where = f" (hub repo {repo!r}, folder {folder!r})"
+                except Exception:  # the registry lookup is only for the message
+                    pass
+                raise LoadError(f"cannot load SAE {spec.release!r} / {spec.id!r}{where}: {_reason(exc)}; {_hub_hint()}") from None
 
     # ------------------------------------------------------------------ models
     def model(self, name: str, kwargs: dict[str, Any] | None = None) -> HookedTransformer:
@@ -181,7 +198,7 @@ class Registry:
                 msg = _reason(exc)
                 if "not found" in msg.lower() and "valid official model names" in str(exc).lower():
                     raise LoadError(f"unknown model {name!r}: not bundled ({', '.join(BUNDLED_MODELS)}) and not a TransformerLens model name") from None
-                raise LoadError(f"cannot load model {name!r}: {msg}; {_hub_hint()}") from None
+                raise LoadError(f"cannot load model {name!r}{_model_repo(name)}: {msg}; {_hub_hint()}") from None
         model.eval()
         return model
 
@@ -206,6 +223,7 @@ def load_bundled_model(name: str, device: str = "cpu", dtype: str = "float32") -
     missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
     if missing or unexpected:
         raise LoadError(f"bundled model {name!r}: weights do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.to(device=device, dtype=torch_dtype(dtype))
+    model.to(device, print_details=False)
+    model.to(torch_dtype(dtype), print_details=False)
     model.eval()
     return model

@@ -8,7 +8,8 @@ from .checks import MAX_ROWS, Table, Verdict, fmt
 
 
 def table_lines(table: Table, indent: str = "      ", max_rows: int = MAX_ROWS) -> list[str]:
-    rows = list(table.rows[:max_rows])
+    n = len(table.header)
+    rows = [tuple(r[:n]) + ("",) * (n - len(r)) for r in table.rows[:max_rows]]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(table.header)]
     line = lambda cells: indent + "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     out = [line(table.header)] + [line(r) for r in rows]

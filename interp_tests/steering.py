@@ -218,7 +218,7 @@ def run_check(ctx: Ctx, name: str, p: Any) -> Verdict:
     return Verdict(
         name, ctx.where, ok, f"continuation contains {expected} (case-insensitive)", steered,
         f"steered continuation, {p.max_new_tokens} new tokens, {'greedy' if s.temperature == 0 else f'temperature {s.temperature:g}, seed {s.seed}'} ({steer_desc})",
-        flabel, notes=tuple(notes), extra=(("generates.base", base),),
+        flabel, notes=tuple(notes), extra=(("base", base),),
     )
 
 

@@ -1,0 +1,79 @@
+"""The batched engine on a realistic offline suite, against the notebook loop and the bare compute.
+
+Workload: the GPT-2-small-shaped model (random weights, GPT-2's tokenizer) with a 24,576-feature SAE at
+blocks.8.hook_resid_pre; 50 cases x 4 texts of 10-60 random common words (one token each). Every case
+reads the statistics its feature and reconstruction checks need: pooled explained variance and L0, the
+most active feature of its first text and that feature's max on each text.
+
+- engine:   HookCache + SaeEngine as the plugin uses them (all texts registered up front), fresh each round
+- notebook: per text, a full `run_with_cache` then encode + decode (the seed notebook's loop)
+- bare:     the stopped forwards over the same padded batches, pre-tokenized, then one encode of every
+            real token (`bare`); its decode is timed apart (`bare.decode`), since the engine decodes too
+
+The benchmark times the engine; notebook and bare run round by round alongside it (pytest-benchmark's
+`setup` hook), so the ratios compare runs under the same load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interp_tests import bench
+
+CPU_ROUNDS = 2  # one round of the three is about a minute on 2 CPU cores; --interp-bench-rounds overrides
+
+
+@pytest.mark.benchmark(group="engine-workload")
+def test_engine_workload(benchmark: Any, bench_loader: bench.Loader, bench_env: bench.BenchEnv, bench_report: bench.BenchReport, interp_session: Any, pytestconfig: pytest.Config) -> None:
+    import torch
+
+    t = bench_loader(bench.BenchTarget(bench.BUILTIN, None, ("built-in",), False))
+    cases = bench.workload(n_cases=int(pytestconfig.getoption("interp_bench_cases")))
+    texts = [text for case in cases for text in case]
+    batch_tokens = int(interp_session.batch_tokens)
+    batches = bench.padded_batches(t.model, texts, batch_tokens)
+    real_tokens = sum(int(mask.sum()) - mask.shape[0] for _, mask in batches)  # non-BOS, non-pad
+    sync = bench.synchronizer(bench_env.device)
+    rounds = pytestconfig.getoption("interp_bench_rounds") or (CPU_ROUNDS if bench_env.device == "cpu" else bench_env.rounds)
+
+    notebook_out: list[list[bench.CaseStats]] = []
+
+    def notebook() -> None:
+        notebook_out.append(bench.notebook_suite(t, cases))
+        sync()
+
+    with torch.inference_mode():
+        # warm-up on two cases: every code path and allocation once, not the whole minute-long workload
+        bench.engine_suite(t, cases[:2], batch_tokens)
+        bench.notebook_suite(t, cases[:2])
+        bench.bare_compute(t, batches[-1:], sync)
+        base = bench.Interleaved({"notebook": notebook, "bare": lambda: bench.bare_compute(t, batches, sync)}, warmup=0)
+        got = benchmark.pedantic(lambda: (bench.engine_suite(t, cases, batch_tokens), sync())[0], setup=base, rounds=rounds, warmup_rounds=0)
+
+    # both paths compute the same numbers (batched + padded vs one text at a time, float32 noise only)
+    want = notebook_out[-1]
+    assert len(got) == len(want) == len(cases)
+    for i, (e, nb) in enumerate(zip(got, want)):
+        assert e.feature == nb.feature, (i, e, nb)
+        assert abs(e.explained_variance - nb.explained_variance) < 1e-3 and abs(e.l0 - nb.l0) <= 0.01 * max(nb.l0, 1), (i, e, nb)
+        assert all(abs(a - b) <= 1e-3 * max(abs(b), 1) for a, b in zip(e.feature_max, nb.feature_max)), (i, e, nb)
+
+    info: dict[str, Any] = bench_env.info(t) | {
+        "cases": len(cases), "texts": len(texts), "tokens": real_tokens, "batch_tokens": batch_tokens, "batches": len(batches),
+        "rounds": rounds, "warmup_rounds": 0, "mean_l0": sum(s.l0 for s in got) / len(got),
+    }
+    median = bench.benchmark_median(benchmark)
+    nb_s, bare_s = base.median("notebook"), base.median("bare.forward+encode")
+    if median is not None and nb_s is not None and bare_s is not None:
+        info |= {
+            "median_s": median, "tokens_per_s": real_tokens / median,
+            "notebook_median_s": nb_s, "bare_median_s": bare_s,
+            "bare_forward_s": base.median("bare.forward"), "bare_encode_s": base.median("bare.encode"), "bare_decode_s": base.median("bare.decode"),
+            "engine_speedup_vs_notebook": nb_s / median, "engine_vs_bare": median / bare_s,
+            "engine_vs_bare_with_decode": median / (bare_s + (base.median("bare.decode") or 0.0)),
+            "note": f"{nb_s / median:.2f}x faster than notebook; {median / bare_s:.2f}x bare forward+encode",
+        }
+        bench_report.add(benchmark.name, info)
+    benchmark.extra_info.update(info)

@@ -1,0 +1,58 @@
+"""Greedy generation with a steering hook (interp_tests.steering) against the same generation without it.
+
+The benchmark times steered generation; unsteered generation of the same prompt is timed round by round
+alongside it (pytest-benchmark's `setup` hook). The cost is compared per generated token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interp_tests import bench
+
+PROMPT_TOKENS = 16
+FEATURE, STRENGTH = 0, 8.0
+
+
+def test_steer(benchmark: Any, bench_target: bench.BenchTarget, bench_loader: bench.Loader, bench_env: bench.BenchEnv, bench_report: bench.BenchReport, pytestconfig: pytest.Config) -> None:
+    from interp_tests.steering import Steerer, generate
+
+    t = bench_loader(bench_target)
+    model, hook = t.model, t.hook
+    new_tokens = int(pytestconfig.getoption("interp_bench_new_tokens"))
+    prompt = bench.random_tokens(model, 1, PROMPT_TOKENS, seed=2)
+    if PROMPT_TOKENS + new_tokens > model.cfg.n_ctx:
+        pytest.skip(f"{PROMPT_TOKENS} prompt + {new_tokens} new tokens exceed the model's context of {model.cfg.n_ctx}")
+
+    def steerer() -> Steerer:
+        return Steerer(t.sae, FEATURE, STRENGTH, "add")
+
+    # once, untimed: the hook is really there, at every non-BOS position fed to the model
+    s = steerer()
+    n_steered = len(generate(model, prompt, new_tokens, hook=hook, steerer=s))
+    n_plain = len(generate(model, prompt, new_tokens, hook=hook, steerer=None))
+    assert len(s.seen) == PROMPT_TOKENS - 1 + n_steered - 1, (len(s.seen), PROMPT_TOKENS, n_steered)
+
+    plain = bench.Interleaved({"unsteered": bench.synced(lambda: generate(model, prompt, new_tokens, hook=hook, steerer=None), bench_env.device)}, warmup=bench_env.warmup)
+    benchmark.pedantic(
+        bench.synced(lambda: generate(model, prompt, new_tokens, hook=hook, steerer=steerer()), bench_env.device),
+        setup=plain, rounds=bench_env.rounds, warmup_rounds=bench_env.warmup,
+    )
+
+    info: dict[str, Any] = bench_env.info(t) | {
+        "prompt_tokens": PROMPT_TOKENS, "new_tokens": new_tokens, "generated_steered": n_steered, "generated_unsteered": n_plain,
+        "feature": FEATURE, "strength": STRENGTH, "kv_cache": True,
+    }
+    median, base = bench.benchmark_median(benchmark), plain.median("unsteered")
+    if median is not None and base is not None:
+        steered_tps, plain_tps = n_steered / median, n_plain / base
+        info |= {
+            "median_s": median, "unsteered_median_s": base, "tokens": n_steered,
+            "tokens_per_s": steered_tps, "tokens_per_s_unsteered": plain_tps,
+            "steered_cost_per_token": plain_tps / steered_tps,
+            "note": f"unsteered {plain_tps:.1f} tok/s; steered costs {plain_tps / steered_tps:.3f}x per token",
+        }
+        bench_report.add(benchmark.name, info)
+    benchmark.extra_info.update(info)

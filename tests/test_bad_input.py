@@ -1,0 +1,70 @@
+"""Malformed case files: a clean `path:line: location: message` collection error of that file alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import BUNDLED_TARGET, case_file
+
+GOOD = """\
+texts:
+  prose: ["Return the number of items in the list."]
+cases:
+  - id: fine
+    on: prose
+    expect:
+      - l0: {min: 0, max: 100000}
+"""
+
+# (name, file text, expected line, expected fragment of "location: message")
+MALFORMED = [
+    ("not-yaml", BUNDLED_TARGET + "cases: [\n", 4, "<file>: invalid YAML"),
+    ("duplicate-key", "target:\n  model: a\n  model: b\n", 3, 'duplicate key "model"'),
+    ("not-a-mapping", "- just\n- a list\n", 1, "a case file is a mapping"),
+    ("unknown-key", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    colour: red\n    expect: [{l0: {max: 1}}]\n", 7, "cases[0].colour: unknown key 'colour'"),
+    ("wrong-type", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - l0: {max: lots}\n", 8, "cases[0].expect[0].l0.max: Input should be a valid number (got 'lots')"),
+    ("missing-field", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - separates: {feature: 1, positive: x, negative: x}\n", 8, "separates.min_auroc: missing required key 'min_auroc'"),
+    ("unknown-check", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - firez: {feature: 1}\n", 8, "cases[0].expect[0]: unknown check 'firez' (did you mean 'fires'?"),
+    ("duplicate-id", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect: [{l0: {max: 1}}]\n  - id: a\n    text: y\n    expect: [{l0: {max: 1}}]\n", 8, "cases[1].id: duplicate case id 'a'"),
+    ("unknown-group", BUNDLED_TARGET + "texts: {code: [x]}\ncases:\n  - id: a\n    on: cod\n    expect: [{l0: {max: 1}}]\n", 7, "cases[0].on: unknown text group 'cod' (did you mean 'code'?)"),
+    ("unknown-feature", BUNDLED_TARGET + "features: {gg: 3}\ncases:\n  - id: a\n    text: x\n    expect:\n      - fires: {feature: g}\n", 9, "fires.feature: unknown feature 'g'"),
+    ("no-texts", BUNDLED_TARGET + "cases:\n  - id: a\n    expect:\n      - mse: {max: 1}\n", 7, "cases[0].expect[0].mse: mse needs texts"),
+    ("bool-is-not-an-index", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - fires: {feature: true}\n", 8, "fires.feature: expected a feature name"),
+    ("sae-and-saes", "target:\n  model: m\n  sae: {path: a}\n  saes: [{path: b}]\ncases:\n  - {id: a, text: x, expect: [{l0: {max: 1}}]}\n", 2, "target: give exactly one of sae"),
+    ("steering-check-without-steer", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - kl: {max: 1}\n", 8, "kl is a steering check"),
+    ("two-text-sources", BUNDLED_TARGET + "texts: {g: [x]}\ncases:\n  - id: a\n    on: g\n    text: x\n    expect: [{l0: {max: 1}}]\n", 6, "give at most one of on, text, texts"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "line", "fragment"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_file_is_a_clean_error_and_other_files_still_run(
+    pytester: pytest.Pytester, name: str, text: str, line: int, fragment: str
+) -> None:
+    bad = pytester.path / "cases" / f"{name}.yaml"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text(text)
+    case_file(pytester, "good", GOOD)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert f"cases/{name}.yaml:{line}: " in out, out
+    assert fragment in out, out
+    assert "Traceback" not in out and "pydantic" not in out.lower(), out
+    result.assert_outcomes(passed=1, errors=1)
+
+
+def test_yaml_1_2_keeps_on_yes_no_as_strings(pytester: pytest.Pytester) -> None:
+    case_file(
+        pytester,
+        "yaml12",
+        """\
+        texts:
+          yes: ["Return the number of items in the list."]
+          no: ["This module provides functions for parsing dates."]
+        cases:
+          - id: on-is-a-key
+            on: [yes, no]
+            expect:
+              - l0: {min: 0}
+        """,
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -1,0 +1,92 @@
+"""The batched engine: padding and batching change no number; memory is bounded by the token budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+TEXTS = [
+    "x",
+    "def add(a, b):\n    return a + b",
+    "Return the number of items in the list.",
+    "import os\nimport sys\n\n\ndef main(argv):\n    for arg in argv:\n        print(os.path.abspath(arg))\n    return 0\n",
+    "This module provides functions for parsing dates. " * 6,
+]
+HOOK = "blocks.1.hook_resid_pre"
+
+
+def engine(model: Any, sae: Any, batch_tokens: int) -> Any:
+    from interp_tests.engine import HookCache, SaeEngine
+
+    return SaeEngine(HookCache(model, HOOK, batch_tokens), sae, "bundled")
+
+
+def test_batched_activations_equal_one_text_at_a_time(interp_model: Any, interp_sae: Any) -> None:
+    import torch
+
+    batched = engine(interp_model, interp_sae, batch_tokens=100_000)
+    single = engine(interp_model, interp_sae, batch_tokens=1)
+    got = batched.acts(TEXTS)
+    assert batched.hooks.forward_passes == 1
+    want = single.acts(TEXTS)
+    assert single.hooks.forward_passes == len(TEXTS)
+    for g, w in zip(got, want):
+        assert g.tokens == w.tokens
+        torch.testing.assert_close(g.x, w.x, atol=1e-5, rtol=0)
+        torch.testing.assert_close(g.x_hat, w.x_hat, atol=1e-5, rtol=0)
+        torch.testing.assert_close(g.dense(), w.dense(), atol=1e-5, rtol=0)
+
+
+def test_engine_matches_a_plain_run_with_cache_per_text_without_bos(interp_model: Any, interp_sae: Any) -> None:
+    import torch
+
+    eng = engine(interp_model, interp_sae, batch_tokens=100_000)
+    for text, acts in zip(TEXTS, eng.acts(TEXTS)):
+        tokens = interp_model.to_tokens(text)  # BOS prepended, as TransformerLens does by default
+        _, cache = interp_model.run_with_cache(tokens)
+        x = cache[HOOK][0, 1:]
+        assert acts.x.shape == x.shape  # BOS dropped, nothing else
+        torch.testing.assert_close(acts.x, x, atol=1e-5, rtol=0)
+        torch.testing.assert_close(acts.dense(), interp_sae.encode(x), atol=1e-5, rtol=0)
+        assert list(acts.tokens) == interp_model.to_str_tokens(tokens[0, 1:])
+
+
+def test_small_token_budget_streams_in_chunks_with_the_same_numbers(interp_model: Any, interp_sae: Any) -> None:
+    import torch
+
+    big = engine(interp_model, interp_sae, batch_tokens=100_000)
+    small = engine(interp_model, interp_sae, batch_tokens=64)
+    a, b = big.acts(TEXTS), small.acts(TEXTS)
+    assert small.hooks.forward_passes > big.hooks.forward_passes
+    for g, w in zip(a, b):
+        torch.testing.assert_close(g.x, w.x, atol=1e-5, rtol=0)
+
+
+def test_losses_batched_equal_one_text_at_a_time(interp_model: Any, interp_sae: Any) -> None:
+    import torch
+
+    batched = engine(interp_model, interp_sae, batch_tokens=100_000).losses(TEXTS)
+    single = engine(interp_model, interp_sae, batch_tokens=1).losses(TEXTS)
+    for g, w in zip(batched, single):
+        for name in ("ce_orig", "ce_sae", "ce_zero", "kl"):
+            torch.testing.assert_close(getattr(g, name), getattr(w, name), atol=1e-5, rtol=0)
+    assert batched[0].ce_orig.numel() == 0  # one token: no prediction at positions 1 .. n-2
+
+
+def test_batches_are_sorted_by_length_and_bounded(interp_model: Any) -> None:
+    from interp_tests.engine import batches
+
+    lengths = [5, 50, 7, 49, 6, 51]
+    groups = batches(lengths, budget_tokens=110)
+    assert sorted(i for g in groups for i in g) == list(range(6))
+    for g in groups:
+        assert len(g) * max(lengths[i] for i in g) <= 110 or len(g) == 1
+    assert groups[0] == [5, 1]  # longest first, padded width 51
+
+
+@pytest.mark.parametrize("hook,layer", [("blocks.0.hook_resid_pre", 1), ("blocks.8.hook_resid_post", 9), ("hook_embed", 0), ("ln_final.hook_normalized", None)])
+def test_stop_layer_still_runs_the_hook(hook: str, layer: int | None) -> None:
+    from interp_tests.engine import stop_layer
+
+    assert stop_layer(hook) == layer
