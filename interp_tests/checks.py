@@ -323,6 +323,23 @@ def _expected(lo: float | None, hi: float | None) -> str:
     return f">= {fmt(lo)}" if lo is not None else f"<= {fmt(hi)}"
 
 
+def registry_bounds(ctx: Ctx, name: str, p: Any) -> tuple[float | None, float | None, str]:
+    """(min, max, note) of an `l0` / `explained_variance` check given as {registry: true, tolerance}."""
+    from .registry import published
+
+    values = published(ctx.engine.ref) if ctx.engine.ref is not None else {}
+    if name not in values:
+        raise CaseError(
+            f"{ctx.where}: {name}: registry: true, but the registry entry of SAE {ctx.engine.label} publishes no {name} "
+            f"(it has: {', '.join(values) or 'nothing'}): give explicit bounds instead"
+        )
+    value, tol = values[name], p.tolerance
+    note = f"registry value {fmt(value)}, tolerance {fmt(tol)}"
+    if name == "l0":
+        return value - tol, value + tol, note
+    return value - tol, None, note
+
+
 def check_reconstruction(ctx: Ctx, name: str, p: Any) -> Verdict:
     import torch
 
@@ -334,11 +351,16 @@ def check_reconstruction(ctx: Ctx, name: str, p: Any) -> Verdict:
     x_hat = torch.cat([a.x_hat for a in acts])
     observed = fn(x, x_hat, torch.cat(dense))
     lo, hi = _bounds(p)
+    notes: tuple[str, ...] = ()
+    if getattr(p, "registry", False):
+        lo, hi, note = registry_bounds(ctx, name, p)
+        notes = (note,)
     rows = [(True, (label, short(a.text), str(len(a.tokens)), fmt(fn(a.x, a.x_hat, d)))) for (label, _), a, d in zip(pairs, acts, dense)]
     return Verdict(
         name, ctx.where, _within(observed, lo, hi), _expected(lo, hi), observed,
         f"{SUMMARY[name]} ({x.shape[0]} tokens of {len(acts)} texts)",
         table=Table(("text of", "text", "tokens", f"{name} alone"), tuple(r for _, r in rows)),
+        notes=notes,
     )
 
 

@@ -203,6 +203,33 @@ class Registry:
         return model
 
 
+def published(ref: SaeRef) -> dict[str, float]:
+    """The values an SAE's registry entry publishes: `l0` and `explained_variance`, where it has them.
+
+    SAELens releases: `expected_l0` / `expected_var_explained` of pretrained_saes.yaml; bundled releases:
+    the held-out values in bundled/metadata.json; a local path has no registry entry.
+    """
+    if ref.path is not None or ref.release is None or ref.id is None:
+        return {}
+    if ref.release in BUNDLED_RELEASES:
+        meta = json.loads((BUNDLED_DIR / "metadata.json").read_text())
+        if meta.get("sae", {}).get("id") != ref.id:
+            return {}
+        held = meta.get("heldout", {})
+        return {k: float(held[k]) for k in ("l0", "explained_variance") if k in held}
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    entry = get_pretrained_saes_directory().get(ref.release)
+    if entry is None:
+        return {}
+    out = {}
+    if ref.id in (entry.expected_l0 or {}):
+        out["l0"] = float(entry.expected_l0[ref.id])
+    if ref.id in (entry.expected_var_explained or {}):
+        out["explained_variance"] = float(entry.expected_var_explained[ref.id])
+    return out
+
+
 def load_bundled_model(name: str, device: str = "cpu", dtype: str = "float32") -> HookedTransformer:
     """A bundled model from its config.json, tokenizer/ and model.safetensors."""
     from safetensors.torch import load_file

@@ -58,72 +58,109 @@ Text = Annotated[str, Field(min_length=1)]
 
 
 # ----------------------------------------------------------------------------- checks
-class Fires(Frozen):
+class BaselineSpec(Frozen):
+    """Per-check drift bound against the recorded baseline (see --interp-update)."""
+
+    tolerance: Annotated[float, Field(ge=0.0)]
+
+
+class Check(Frozen):
+    baseline: BaselineSpec | None = None
+
+
+class Fires(Check):
     feature: FeatureRef
     on: Groups | None = None
     min: float = 0.0
     token: str | None = None
 
 
-class Silent(Frozen):
+class Silent(Check):
     feature: FeatureRef
     on: Groups | None = None
     max: float = 0.0
     token: str | None = None
 
 
-class Separates(Frozen):
+class Separates(Check):
     feature: FeatureRef
     positive: Groups
     negative: Groups
     min_auroc: float
 
 
-class TopK(Frozen):
+class TopK(Check):
     feature: FeatureRef
     token: str
     k: Annotated[int, Field(ge=1)]
     on: Groups | None = None
 
 
-class MostActive(Frozen):
+class MostActive(Check):
     feature: FeatureRef
     on: Groups | None = None
 
 
-class MinBound(Frozen):
+class MinBound(Check):
     min: float
     on: Groups | None = None
 
 
-class MaxBound(Frozen):
+class MaxBound(Check):
     max: float
     on: Groups | None = None
 
 
-class L0Bounds(Frozen):
+class RegistryBound(Check):
+    """`registry: true, tolerance: T` takes the expected value from the SAE's registry entry."""
+
+    registry: bool = False
+    tolerance: Annotated[float, Field(ge=0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _registry_form(self) -> RegistryBound:
+        bounds = [k for k in ("min", "max") if getattr(self, k, None) is not None]
+        if self.registry:
+            if self.tolerance is None:
+                raise ValueError("registry: true needs tolerance: how far the observed value may be from the registry's")
+            if bounds:
+                raise ValueError(f"give either registry: true with tolerance, or {'/'.join(bounds)}, not both")
+        elif self.tolerance is not None:
+            raise ValueError("tolerance is only used with registry: true")
+        elif not bounds:
+            raise ValueError(f"give {' or '.join(self._bound_names())}, or registry: true with tolerance")
+        return self
+
+    def _bound_names(self) -> tuple[str, ...]:
+        return tuple(k for k in ("min", "max") if k in type(self).model_fields)
+
+
+class L0Bounds(RegistryBound):
+    """l0: {min?, max?} or {registry: true, tolerance}: |observed - registry l0| <= tolerance."""
+
     min: float | None = None
     max: float | None = None
     on: Groups | None = None
 
-    @model_validator(mode="after")
-    def _one_bound(self) -> L0Bounds:
-        if self.min is None and self.max is None:
-            raise ValueError("give at least one of min, max")
-        return self
+
+class EvBound(RegistryBound):
+    """explained_variance: {min} or {registry: true, tolerance}: observed >= registry value - tolerance."""
+
+    min: float | None = None
+    on: Groups | None = None
 
 
-class LogprobShift(Frozen):
+class LogprobShift(Check):
     tokens: Strings
     min: float
 
 
-class Kl(Frozen):
+class Kl(Check):
     min: float = 0.0
     max: float = math.inf
 
 
-class Generates(Frozen):
+class Generates(Check):
     any_of: Strings | None = None
     none_of: Strings | None = None
     max_new_tokens: Annotated[int, Field(ge=1, le=4096)] = 20
@@ -157,7 +194,7 @@ class Expectation(Frozen):
     separates: Separates | None = None
     top_k: TopK | None = None
     most_active: MostActive | None = None
-    explained_variance: MinBound | None = None
+    explained_variance: EvBound | None = None
     explained_variance_legacy: MinBound | None = None
     mse: MaxBound | None = None
     cosine: MinBound | None = None
