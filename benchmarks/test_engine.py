@@ -22,21 +22,23 @@ import pytest
 
 from interp_tests import bench
 
-CPU_ROUNDS = 2  # one round of the three is about a minute on 2 CPU cores; --interp-bench-rounds overrides
+# measured rounds (no warm-up rounds: a two-case warm-up instead); --interp-bench-rounds overrides. One round
+# of the three paths is about a minute on 2 CPU cores, and seconds on a GPU.
+ROUNDS = {"cpu": 2, "cuda": 5}
 
 
 @pytest.mark.benchmark(group="engine-workload")
-def test_engine_workload(benchmark: Any, bench_loader: bench.Loader, bench_env: bench.BenchEnv, bench_report: bench.BenchReport, interp_session: Any, pytestconfig: pytest.Config) -> None:
+def test_engine_workload(benchmark: Any, bench_loader: bench.Loader, bench_env: bench.BenchEnv, bench_report: bench.BenchReport, bench_cases: int, interp_session: Any, pytestconfig: pytest.Config) -> None:
     import torch
 
     t = bench_loader(bench.BenchTarget(bench.BUILTIN, None, ("built-in",), False))
-    cases = bench.workload(n_cases=int(pytestconfig.getoption("interp_bench_cases")))
+    cases = bench.workload(n_cases=bench_cases)
     texts = [text for case in cases for text in case]
     batch_tokens = int(interp_session.batch_tokens)
     batches = bench.padded_batches(t.model, texts, batch_tokens)
     real_tokens = sum(int(mask.sum()) - mask.shape[0] for _, mask in batches)  # non-BOS, non-pad
     sync = bench.synchronizer(bench_env.device)
-    rounds = pytestconfig.getoption("interp_bench_rounds") or (CPU_ROUNDS if bench_env.device == "cpu" else bench_env.rounds)
+    rounds = pytestconfig.getoption("interp_bench_rounds") or ROUNDS.get(bench_env.device.split(":")[0], 2)
 
     notebook_out: list[list[bench.CaseStats]] = []
 

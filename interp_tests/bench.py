@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     import torch
     from sae_lens import SAE
     from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformers import PreTrainedTokenizerFast
 
     from .session import Session, TargetKey
 
@@ -229,7 +228,6 @@ def random_tokens(model: HookedTransformer, batch: int, seq: int, seed: int = 0)
 
 def forward_to_hook(model: HookedTransformer, tokens: torch.Tensor, hook: str, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The hook's activation, with the forward stopped after the hook's block (as HookCache does)."""
-    import torch
 
     from .engine import stop_layer
 

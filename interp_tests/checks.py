@@ -145,7 +145,10 @@ class Ctx:
         return index, self.features.label(p.feature, index)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[bool, tuple[str, ...]]]) -> Table:
+Row = tuple[bool, tuple[str, ...]]
+
+
+def _table(header: tuple[str, ...], rows: Sequence[Row]) -> Table:
     """Failing rows first, then the rest, in their original order."""
     ordered = [r for ok, r in rows if not ok] + [r for ok, r in rows if ok]
     return Table(header, tuple(ordered))
@@ -168,11 +171,13 @@ def _missing_token(label: str, acts: TextActs, token: str) -> str:
 
 
 # ----------------------------------------------------------------------------- feature checks
-def _fires_or_silent(ctx: Ctx, p: schema.Fires | schema.Silent, name: str) -> Verdict:
+def _fires_or_silent(ctx: Ctx, p: Any, name: str) -> Verdict:
     f, flabel = ctx.feature(p)
     pairs = ctx.texts(p.on)
     acts = ctx.engine.acts([t for _, t in pairs])
-    rows, notes, maxima = [], [], []
+    rows: list[Row] = []
+    notes: list[str] = []
+    maxima: list[float] = []
     for (label, _), a in zip(pairs, acts):
         got = _max_over(a, a.dense()[:, f], p.token)
         if got is None:
@@ -217,7 +222,7 @@ def check_separates(ctx: Ctx, p: schema.Separates) -> Verdict:
     auc = metrics.auroc(pos, neg)
     ok = auc >= p.min_auroc
     worst_neg = max(neg)
-    rows = []
+    rows: list[Row] = []
     for k, ((label, text), s) in enumerate(zip(pos_pairs + neg_pairs, scores)):
         is_pos = k < len(pos_pairs)
         good = s > worst_neg if is_pos else s < min(pos)
@@ -238,7 +243,9 @@ def check_top_k(ctx: Ctx, p: schema.TopK) -> Verdict:
     f, flabel = ctx.feature(p)
     pairs = ctx.texts(p.on)
     acts = ctx.engine.acts([t for _, t in pairs])
-    rows, notes, ranks = [], [], []
+    rows: list[Row] = []
+    notes: list[str] = []
+    ranks: list[int] = []
     for (label, _), a in zip(pairs, acts):
         positions = a.positions(p.token)
         if not positions:
@@ -266,7 +273,8 @@ def check_most_active(ctx: Ctx, p: schema.MostActive) -> Verdict:
     f, flabel = ctx.feature(p)
     pairs = ctx.texts(p.on)
     acts = ctx.engine.acts([t for _, t in pairs])
-    rows, ranks = [], []
+    rows: list[Row] = []
+    ranks: list[int] = []
     for (label, _), a in zip(pairs, acts):
         dense = a.dense()
         per_feature = dense.max(0).values
@@ -400,7 +408,7 @@ def texts_needed(cf: schema.CaseFile, index: int) -> list[str]:
     """Every text a case encodes (for prefetching in one batch per target)."""
     case = cf.model.cases[index]
     out: list[str] = []
-    for name, fdef in cf.model.features.items():
+    for fdef in cf.model.features.values():
         if isinstance(fdef, schema.MostActiveOn):
             out.append(fdef.most_active_on)
     if case.text is not None:

@@ -37,7 +37,9 @@ def index_bound(spec: CaseFileSpec, index: int) -> list[str]:
     """Checks of a case that name a plain feature index: meaningless on a retrained SAE."""
     case = spec.model.cases[index]
     out = []
-    refs = [(("cases", index, "steer", "feature"), case.steer.feature)] if case.steer is not None else []
+    refs: list[tuple[tuple[str | int, ...], int | str]] = []
+    if case.steer is not None:
+        refs.append((("cases", index, "steer", "feature"), case.steer.feature))
     for j, exp in enumerate(case.expect):
         if hasattr(exp.params, "feature"):
             refs.append((("cases", index, "expect", j, exp.name, "feature"), exp.params.feature))

@@ -211,7 +211,7 @@ class Expectation(Frozen):
     @classmethod
     def _exactly_one(cls, data: Any) -> Any:
         if not isinstance(data, dict):
-            raise ValueError(f"expected a mapping with one check name as its key, e.g. {{l0: {{max: 50}}}}")
+            raise ValueError("expected a mapping with one check name as its key, e.g. {l0: {max: 50}}")
         unknown = [k for k in data if k not in ALL_CHECKS]
         if unknown:
             hint = difflib.get_close_matches(str(unknown[0]), ALL_CHECKS, n=1)
@@ -434,7 +434,7 @@ def _unannotated(tp: Any) -> Any:
             return tp
 
 
-def _message(err: dict[str, Any], loc: KeyPath) -> str:
+def _message(err: Any, loc: KeyPath) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"

@@ -153,10 +153,10 @@ def _steer_run(ctx: Ctx, max_new_tokens: int | None) -> SteerRun:
                 f"{ctx.where}: prompt of {n} tokens + max_new_tokens {max_new_tokens} exceeds the model's context of "
                 f"{model.cfg.n_ctx}: lower max_new_tokens"
             )
-        outs = []
+        outs: list[str] = []
         for steerer in (None, make()):
             ids = generate(model, tokens, max_new_tokens, hook=hook, steerer=steerer, temperature=s.temperature, seed=s.seed)
-            outs.append(model.tokenizer.decode(ids.tolist()) if model.tokenizer is not None else str(ids.tolist()))
+            outs.append(str(model.tokenizer.decode(ids.tolist())) if model.tokenizer is not None else str(ids.tolist()))
         run.continuations[max_new_tokens] = (outs[0], outs[1])
     return run
 

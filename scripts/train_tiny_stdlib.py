@@ -292,11 +292,10 @@ def main() -> None:
     ap.add_argument("--d-sae", type=int, default=1024)
     args = ap.parse_args()
 
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
     import sae_lens
     import transformer_lens
     import transformers
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     torch.manual_seed(SEED)
     torch.set_num_threads(max(1, os.cpu_count() or 1))

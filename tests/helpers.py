@@ -30,3 +30,23 @@ def line_of(path: Path, needle: str) -> int:
         if needle in line:
             return i
     raise AssertionError(f"{needle!r} not in {path}")
+
+
+def save_random_sae(path: Path, d_in: int = 128, d_sae: int = 64, hook: str = "blocks.1.hook_resid_pre", nan: bool = False, seed: int = 0) -> Path:
+    """A SAELens-format StandardSAE directory with random weights (optionally NaN) at `path`."""
+    import torch
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    torch.manual_seed(seed)
+    cfg = StandardSAEConfig(d_in=d_in, d_sae=d_sae, dtype="float32", device="cpu")
+    cfg.metadata.hook_name = hook
+    cfg.metadata.model_name = "tiny-stdlib"
+    cfg.metadata.prepend_bos = True
+    sae = StandardSAE(cfg)
+    with torch.no_grad():
+        sae.W_enc.normal_(0, 0.1)
+        sae.W_dec.copy_(sae.W_enc.T)
+        if nan:
+            sae.W_enc.fill_(float("nan"))
+    sae.save_model(str(path))
+    return path

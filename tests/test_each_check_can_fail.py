@@ -1,0 +1,112 @@
+"""The project's own cases pass, use every check, and each check fails when its claim is made impossible."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interp_tests.schema import ALL_CHECKS
+
+from .helpers import ROOT
+
+BUNDLED = sorted((ROOT / "cases").glob("*.yaml"))
+
+
+def _rt() -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.width = 4096
+    return yaml
+
+
+def _occurrences() -> dict[str, tuple[Path, int, int]]:
+    """First (file, case index, check index) of every check name in the project's bundled cases."""
+    found: dict[str, tuple[Path, int, int]] = {}
+    for path in BUNDLED:
+        data = _rt().load(path.read_text())
+        for i, case in enumerate(data["cases"]):
+            for j, exp in enumerate(case["expect"]):
+                found.setdefault(next(iter(exp)), (path, i, j))
+    return found
+
+
+OCCURRENCES = _occurrences()
+
+
+def test_the_bundled_cases_use_every_check() -> None:
+    assert sorted(OCCURRENCES) == sorted(ALL_CHECKS)
+
+
+def test_the_bundled_cases_all_pass(pytester: pytest.Pytester) -> None:
+    for path in BUNDLED:
+        (pytester.path / "cases").mkdir(exist_ok=True)
+        (pytester.path / "cases" / path.name).write_text(path.read_text())
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) > 0 and "failed" not in outcomes and "errors" not in outcomes, result.stdout.str()
+
+
+def _inactive_feature(registry: Any, texts: list[str]) -> int:
+    """A feature of the bundled SAE that is zero on every token of `texts`."""
+    from interp_tests.engine import HookCache, SaeEngine
+    from interp_tests.schema import SaeRef
+
+    sae = registry.sae(SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre"))
+    eng = SaeEngine(HookCache(registry.model("tiny-stdlib"), "blocks.1.hook_resid_pre", 4096), sae, "bundled")
+    import torch
+
+    peak = torch.stack([a.dense().max(0).values for a in eng.acts(texts)]).max(0).values
+    return int((peak <= 0).nonzero()[0])
+
+
+def _texts_of(data: Any, case: Any, params: Any) -> list[str]:
+    groups = params.get("on") or case.get("on")
+    if groups is not None:
+        groups = [groups] if isinstance(groups, str) else list(groups)
+        return [t for g in groups for t in data["texts"][g]]
+    return [case["text"]] if "text" in case else list(case.get("texts", []))
+
+
+def _make_impossible(name: str, params: Any, data: Any, case: Any, registry: Any) -> None:
+    for key in ("registry", "tolerance", "baseline"):
+        params.pop(key, None)
+    if name in ("top_k", "most_active"):
+        params["feature"] = _inactive_feature(registry, _texts_of(data, case, params))
+    elif name == "generates":
+        params.pop("none_of", None)
+        params["any_of"] = ["zq-never-generated-zq"]
+    else:
+        impossible = {
+            "fires": ("min", 1e9), "silent": ("max", -1.0), "separates": ("min_auroc", 1.01),
+            "explained_variance": ("min", 1.01), "explained_variance_legacy": ("min", 1.01), "cosine": ("min", 1.01),
+            "mse": ("max", -1.0), "l0": ("min", 1e9), "dead_fraction": ("max", -1.0), "ce_loss_score": ("min", 1e9),
+            "delta_loss": ("max", -1e9), "kl_div": ("max", -1.0), "logprob_shift": ("min", 1e9), "kl": ("max", -1.0),
+        }[name]
+        if name == "l0":
+            params.pop("max", None)
+        params[impossible[0]] = impossible[1]
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CHECKS))
+def test_each_check_fails_with_an_impossible_claim(pytester: pytest.Pytester, interp_registry: Any, name: str) -> None:
+    path, i, j = OCCURRENCES[name]
+    yaml = _rt()
+    data = yaml.load(path.read_text())
+    case = data["cases"][i]
+    data["cases"] = [case]
+    params = case["expect"][j][name]
+    _make_impossible(name, params, data, case, interp_registry)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    (pytester.path / "cases").mkdir()
+    (pytester.path / "cases" / path.name).write_text(out.getvalue())
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    report = result.stdout.str()
+    result.assert_outcomes(failed=1)
+    fail_rows = [line for line in report.splitlines() if line.strip().startswith("FAIL ") and f"  {name}" in line]
+    assert fail_rows, report
+    assert "observed " in fail_rows[0] and "observed -," not in fail_rows[0], fail_rows[0]

@@ -1,0 +1,84 @@
+"""Valid files that cannot run against their target: one clear message each, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import case_file, line_of, save_random_sae
+
+TEXT = """\
+texts:
+  prose: ["Return the number of items in the list."]
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> str:
+    out = pytester.runpytest("-p", "no:cacheprovider", *args).stdout.str()
+    assert "Traceback" not in out and "internal error" not in out, out
+    return out
+
+
+def test_feature_index_out_of_range_names_file_line_and_d_sae(pytester: pytest.Pytester) -> None:
+    path = case_file(pytester, "idx", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - fires: {feature: 5000}\n")
+    out = run(pytester)
+    assert f"{path}:{line_of(path, 'feature: 5000')}: feature index 5000 is outside [0, 1024) (d_sae of SAE tiny-stdlib-res/blocks.1.hook_resid_pre is 1024)" in out, out
+
+
+def test_named_feature_out_of_range_points_at_its_definition(pytester: pytest.Pytester) -> None:
+    path = case_file(pytester, "idx", TEXT + "features: {big: -3}\ncases:\n  - id: a\n    on: prose\n    expect:\n      - silent: {feature: big}\n")
+    out = run(pytester)
+    assert f"{path}:{line_of(path, 'big: -3')}: feature index -3 is outside [0, 1024)" in out, out
+
+
+def test_a_token_missing_from_a_text_fails_and_lists_the_tokens(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "tok", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - fires: {feature: 1, token: ' Bridge'}\n")
+    out = run(pytester)
+    assert "token ' Bridge' does not occur in prose 'Return the number of items in the list.'; its tokens: ['Return', ' the'" in out, out
+    assert "1 failed" in out
+
+
+def test_a_text_longer_than_the_context(pytester: pytest.Pytester) -> None:
+    long = "x = 1\n" * 200
+    case_file(pytester, "long", f"texts:\n  big: [{long!r}]\ncases:\n  - id: a\n    on: big\n    expect:\n      - l0: {{max: 100}}\n".replace("'", '"'))
+    out = run(pytester)
+    assert "longer than the model's context of 128: shorten it or split it" in out, out
+
+
+def test_a_hook_the_model_does_not_have(pytester: pytest.Pytester) -> None:
+    target = "target:\n  model: tiny-stdlib\n  sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}\n  hook: blocks.7.hook_resid_pre\n"
+    case_file(pytester, "hook", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - l0: {max: 100}\n", target=target)
+    out = run(pytester)
+    assert "the model has no hook 'blocks.7.hook_resid_pre' (close: " in out, out
+
+
+def test_model_and_sae_width_mismatch(pytester: pytest.Pytester) -> None:
+    save_random_sae(pytester.path / "narrow", d_in=64)
+    target = "target:\n  model: tiny-stdlib\n  sae: {path: ../narrow}\n"
+    case_file(pytester, "width", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - l0: {max: 100}\n", target=target)
+    out = run(pytester)
+    assert "width mismatch: the SAE" in out and "takes d_in=64, but hook 'blocks.1.hook_resid_pre' of the model gives 128" in out, out
+
+
+def test_nan_in_activations(pytester: pytest.Pytester) -> None:
+    save_random_sae(pytester.path / "nan", nan=True)
+    target = "target:\n  model: tiny-stdlib\n  sae: {path: ../nan}\n"
+    case_file(pytester, "nan", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - l0: {max: 100}\n", target=target)
+    out = run(pytester)
+    assert "non-finite values (NaN or inf) in the SAE activations on text 'Return the number" in out, out
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("target:\n  model: no-such-model-xyz\n  sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}\n", "unknown model 'no-such-model-xyz'"),
+        ("target:\n  model: tiny-stdlib\n  sae: {release: no-such-release, id: x}\n", "unknown SAE release 'no-such-release'"),
+        ("target:\n  model: tiny-stdlib\n  sae: {release: tiny-stdlib-res, id: blocks.9.hook_resid_pre}\n", "bundled release 'tiny-stdlib-res' has no SAE id 'blocks.9.hook_resid_pre'; ids: blocks.1.hook_resid_pre"),
+        ("target:\n  model: tiny-stdlib\n  sae: {path: ../nowhere}\n", "no cfg.json there"),
+    ],
+)
+def test_unloadable_targets_fail_every_case_with_one_clear_message(pytester: pytest.Pytester, target: str, message: str) -> None:
+    body = TEXT + "cases:\n" + "".join(f"  - id: c{i}\n    on: prose\n    expect:\n      - l0: {{max: 100}}\n" for i in range(3))
+    case_file(pytester, "load", body, target=target)
+    out = run(pytester, "--interp-offline")
+    assert out.count(message) == 3, out
+    assert "3 failed" in out

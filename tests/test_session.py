@@ -1,0 +1,153 @@
+"""Session behaviour: load once, JUnit properties, SAE override, baselines, xdist."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from .helpers import case_file, save_random_sae
+
+MANY = """\
+texts:
+  code: ["def add(a, b):\\n    return a + b", "for i in range(3):\\n    print(i)"]
+  prose: ["Return the number of items in the list.", "This module provides functions for parsing dates."]
+features:
+  first: {most_active_on: "def main():\\n    pass"}
+  plain: 7
+cases:
+""" + "".join(
+    f"""  - id: case-{i}
+    on: [code, prose]
+    expect:
+      - l0: {{min: 0}}
+      - explained_variance: {{min: -100}}
+      - fires: {{feature: first, on: code, min: -1}}
+      - silent: {{feature: plain, on: prose, max: 1000}}
+"""
+    for i in range(6)
+)
+
+
+def _props(xml: Path) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for tc in ET.parse(xml).getroot().iter("testcase"):
+        out[tc.get("name", "")] = {p.get("name", ""): p.get("value", "") for p in tc.iter("property")}
+    return out
+
+
+def test_model_and_sae_load_once_and_texts_are_batched(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "a", MANY)
+    case_file(pytester, "b", MANY)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=12)
+    result.stdout.fnmatch_lines(["interp-tests: loaded model:tiny-stdlib x1, sae:tiny-stdlib-res/blocks.1.hook_resid_pre x1 on cpu/float32; 5 texts in 1 batched forward passes"])
+
+
+def test_every_observed_value_is_a_junit_property(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "a", MANY)
+    xml = pytester.path / "j.xml"
+    pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={xml}")
+    props = _props(xml)["case-0"]
+    for name in ("l0.observed", "explained_variance.observed", "fires.observed", "silent.observed"):
+        assert float(props[name]) == float(props[name])  # present and numeric
+
+
+def test_interp_sae_override_runs_the_same_cases_on_another_checkpoint(pytester: pytest.Pytester) -> None:
+    save_random_sae(pytester.path / "new-ckpt")
+    case_file(pytester, "a", MANY)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--interp-sae", "new-ckpt", "-k", "case-0")
+    out = result.stdout.str()
+    result.assert_outcomes(passed=1)
+    assert "sae:" + str((pytester.path / "new-ckpt").resolve()) + " x1" in out and "tiny-stdlib-res" not in out.split("interp-tests: loaded")[1].splitlines()[0]
+    assert "WARNING 1 checks are index-bound" in out and "silent uses feature 'plain' = index 7" in out, out
+
+
+def test_interp_sae_with_a_hook_replaces_only_targets_at_that_hook(pytester: pytest.Pytester) -> None:
+    save_random_sae(pytester.path / "other-hook", hook="blocks.0.hook_resid_pre")
+    case_file(pytester, "a", MANY)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--interp-sae", "blocks.0.hook_resid_pre=other-hook", "-k", "case-0")
+    result.assert_outcomes(passed=1)
+    assert "index-bound" not in result.stdout.str()  # blocks.1 target untouched
+
+
+def test_interp_sae_bad_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--interp-sae", "not-a-dir-or-release")
+    assert "--interp-sae: Could not parse value: 'not-a-dir-or-release'" in result.stderr.str()
+
+
+def test_baseline_update_then_compare_detects_drift(pytester: pytest.Pytester) -> None:
+    path = case_file(pytester, "a", MANY)
+    pytester.runpytest("-p", "no:cacheprovider", "--interp-update").assert_outcomes(passed=6)
+    saved = pytester.path / "cases" / "a.baseline.json"
+    data = json.loads(saved.read_text())
+    entry = data["entries"]["case-0[tiny-stdlib-res/blocks.1.hook_resid_pre]"]
+    assert set(entry) == {"expect[0].l0", "expect[1].explained_variance", "expect[2].fires", "expect[3].silent"}
+    assert path.read_text() == case_file(pytester, "a", MANY).read_text()  # the YAML is untouched
+    pytester.runpytest("-p", "no:cacheprovider", "--interp-compare").assert_outcomes(passed=6)
+    # the recorded l0 moves: the comparison fails and shows old, new and delta
+    entry["expect[0].l0"] += 0.5
+    saved.write_text(json.dumps(data))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--interp-compare", "-k", "case-0")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "l0.baseline" in out and "delta -0.5000" in out and "accept it with --interp-update" in out, out
+
+
+def test_per_check_baseline_tolerance_and_stale_entries(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "a", MANY)
+    pytester.runpytest("-p", "no:cacheprovider", "--interp-update").assert_outcomes(passed=6)
+    saved = pytester.path / "cases" / "a.baseline.json"
+    data = json.loads(saved.read_text())
+    data["entries"]["removed-case[x]"] = {"expect[0].l0": 1.0}
+    data["entries"]["case-0[tiny-stdlib-res/blocks.1.hook_resid_pre]"]["expect[0].l0"] += 0.5
+    saved.write_text(json.dumps(data))
+    case_file(pytester, "a", MANY.replace("- l0: {min: 0}", "- l0: {min: 0, baseline: {tolerance: 1.0}}", 1))
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)  # within its own tolerance of 1.0
+    assert "has 1 stale entries" in result.stdout.str() and "removed-case[x]" in result.stdout.str()
+    case_file(pytester, "a", MANY.replace("- l0: {min: 0}", "- l0: {min: 0, baseline: {tolerance: 0.1}}", 1))
+    pytester.runpytest("-p", "no:cacheprovider", "-k", "case-0").assert_outcomes(failed=1)
+    pytester.runpytest("-p", "no:cacheprovider", "--interp-update")
+    assert "removed-case[x]" not in json.loads(saved.read_text())["entries"]
+
+
+def test_an_interrupted_write_leaves_the_old_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from interp_tests import baseline
+
+    path = tmp_path / "a.baseline.json"
+    baseline.write_atomic(path, tmp_path / "a.yaml", {"k": {"expect[0].l0": 1.0}})
+    before = path.read_text()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(baseline.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        baseline.write_atomic(path, tmp_path / "a.yaml", {"k": {"expect[0].l0": 2.0}})
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.baseline.json"]  # no temporary file left
+
+
+def test_xdist_parallel_run_gives_the_same_outcomes_and_values_as_serial(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    case_file(pytester, "a", MANY)
+    case_file(pytester, "b", MANY.replace("case-", "other-"))
+    serial, parallel = pytester.path / "s.xml", pytester.path / "p.xml"
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={serial}").assert_outcomes(passed=12)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", f"--junitxml={parallel}", "--interp-update").assert_outcomes(passed=12)
+    strip = lambda props: {k: v for k, v in props.items() if k.endswith(".observed")}  # noqa: E731
+    assert {k: strip(v) for k, v in _props(serial).items()} == {k: strip(v) for k, v in _props(parallel).items()}
+    assert len(json.loads((pytester.path / "cases" / "b.baseline.json").read_text())["entries"]) == 6  # written by the controller
+
+
+def test_workers_spread_over_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from interp_tests.session import spread
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert [spread("cuda", k) for k in range(6)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert spread("cuda:2", 5) == "cuda:2" and spread("cpu", 1) == "cpu" and spread("cuda", None) == "cuda"
