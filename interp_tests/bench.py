@@ -519,4 +519,6 @@ def _num(value: Any, spec: str) -> str:
 
 
 def _ms(seconds: Any) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.1f} ms"
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"

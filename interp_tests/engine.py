@@ -107,7 +107,7 @@ class HookCache:
     def tokens(self, text: str) -> torch.Tensor:
         """[n+1] token ids with BOS, checked against the model's context length."""
         if text not in self.ids:
-            ids = self.model.to_tokens(text, prepend_bos=True)[0]
+            ids = self.model.to_tokens(text, prepend_bos=True, truncate=False)[0]
             n_ctx = self.model.cfg.n_ctx
             if ids.shape[0] > n_ctx:
                 raise CaseError(f"text {_short(text)} is {ids.shape[0]} tokens with BOS, longer than the model's context of {n_ctx}: shorten it or split it")

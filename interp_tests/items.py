@@ -144,7 +144,7 @@ class CaseItem(pytest.Item):
                 self.user_properties.append(("interp.index_bound", f"{line} (SAE {engine.label} replaces {engine.replaces})"))
         observed = {baseline.check_key(j, v.check): v.observed for j, v in enumerate(verdicts[: len(self.case.expect)])}
         record = {"file": str(self.path), "key": baseline.item_key(self.case_id, engine.label), "values": observed}
-        self.user_properties.append(("interp.observed", json.dumps(record)))
+        self.user_properties.append(("interp.record", json.dumps(record)))
         if not all(v.ok for v in verdicts):
             raise CaseFailed(verdicts, render(self.case_id, self.key.label, verdicts))
 
@@ -178,7 +178,7 @@ class BaselineRecorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
-            if name == "interp.observed":
+            if name == "interp.record":
                 rec = json.loads(str(value))
                 self.records.setdefault(Path(rec["file"]), {})[rec["key"]] = rec["values"]
 

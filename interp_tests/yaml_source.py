@@ -88,8 +88,12 @@ def parse_yaml(text: str, path: Path) -> Source:
         raw = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "<stream end>" in str(exc.problem or ""):
+            mark = exc.context_mark  # an unclosed bracket or quote: point at where it opened
         line = mark.line + 1 if mark is not None else 1
         what = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            what = f"{exc.problem} {exc.context}".replace("\n", " ")
         if "duplicate key" in what:
             what += " (each key may appear once per mapping: remove or rename one)"
         raise CaseFileError([f"{path}:{line}: <file>: invalid YAML: {what}"]) from None

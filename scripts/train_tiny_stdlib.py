@@ -203,6 +203,8 @@ def train_sae(model, data: torch.Tensor, tokens: int, k: int, d_sae: int):
         lr_warm_up_steps=100,
         lr_decay_steps=max(1, tokens // 4096 // 5),
         lr_scheduler_name="constant",
+        dead_feature_window=100,  # steps without firing before TopK's auxiliary loss revives a latent
+        feature_sampling_window=500,
         device="cpu",
         seed=SEED,
         logger=LoggingConfig(log_to_wandb=False),
@@ -290,6 +292,7 @@ def main() -> None:
     ap.add_argument("--sae-tokens", type=int, default=5_000_000)
     ap.add_argument("--sae-k", type=int, default=24)
     ap.add_argument("--d-sae", type=int, default=1024)
+    ap.add_argument("--sae-only", action="store_true", help="keep the model in --out, retrain the SAE and the metadata")
     args = ap.parse_args()
 
     import sae_lens
@@ -322,18 +325,22 @@ def main() -> None:
 
     cfg = HookedTransformerConfig(**model_config())
     model = HookedTransformer(cfg, tokenizer=tok)
-    t0 = time.time()
-    curve = train_model(model, lm_data, held, args.lm_steps, args.lm_batch)
-    lm_seconds = time.time() - t0
+    from safetensors.torch import load_file, save_file
+
+    if args.sae_only:
+        previous = json.loads((args.out / "metadata.json").read_text())["training"]
+        curve, lm_seconds = previous["lm_loss_curve"], previous["lm_seconds"]
+        model.load_state_dict(load_file(str(model_dir / "model.safetensors")), strict=False)
+    else:
+        t0 = time.time()
+        curve = train_model(model, lm_data, held, args.lm_steps, args.lm_batch)
+        lm_seconds = time.time() - t0
+        model_dir.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith(("IGNORE", "mask"))}, str(model_dir / "model.safetensors"))
+        (model_dir / "config.json").write_text(json.dumps(model_config(), indent=2) + "\n")
     model.eval()
     held_loss = lm_loss(model, held)
     log(f"held-out LM loss {held_loss:.3f}")
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith(("IGNORE", "mask"))}, str(model_dir / "model.safetensors"))
-    (model_dir / "config.json").write_text(json.dumps(model_config(), indent=2) + "\n")
 
     sae_data = windows(train_tok, bos_id, random.Random(SEED + 2), args.sae_tokens // CTX + 64)
     t0 = time.time()

@@ -18,7 +18,7 @@ cases:
 
 # (name, file text, expected line, expected fragment of "location: message")
 MALFORMED = [
-    ("not-yaml", BUNDLED_TARGET + "cases: [\n", 4, "<file>: invalid YAML"),
+    ("not-yaml", BUNDLED_TARGET + "cases: [\n", 5, "<file>: invalid YAML"),
     ("duplicate-key", "target:\n  model: a\n  model: b\n", 3, 'duplicate key "model"'),
     ("not-a-mapping", "- just\n- a list\n", 1, "a case file is a mapping"),
     ("unknown-key", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    colour: red\n    expect: [{l0: {max: 1}}]\n", 7, "cases[0].colour: unknown key 'colour'"),
@@ -30,7 +30,7 @@ MALFORMED = [
     ("unknown-feature", BUNDLED_TARGET + "features: {gg: 3}\ncases:\n  - id: a\n    text: x\n    expect:\n      - fires: {feature: g}\n", 9, "fires.feature: unknown feature 'g'"),
     ("no-texts", BUNDLED_TARGET + "cases:\n  - id: a\n    expect:\n      - mse: {max: 1}\n", 7, "cases[0].expect[0].mse: mse needs texts"),
     ("bool-is-not-an-index", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - fires: {feature: true}\n", 8, "fires.feature: expected a feature name"),
-    ("sae-and-saes", "target:\n  model: m\n  sae: {path: a}\n  saes: [{path: b}]\ncases:\n  - {id: a, text: x, expect: [{l0: {max: 1}}]}\n", 2, "target: give exactly one of sae"),
+    ("sae-and-saes", "target:\n  model: m\n  sae: {path: a}\n  saes: [{path: b}]\ncases:\n  - {id: a, text: x, expect: [{l0: {max: 1}}]}\n", 1, "target: give exactly one of sae"),
     ("steering-check-without-steer", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - kl: {max: 1}\n", 8, "kl is a steering check"),
     ("two-text-sources", BUNDLED_TARGET + "texts: {g: [x]}\ncases:\n  - id: a\n    on: g\n    text: x\n    expect: [{l0: {max: 1}}]\n", 6, "give at most one of on, text, texts"),
 ]
