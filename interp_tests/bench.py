@@ -504,7 +504,7 @@ class BenchReport:
                 name,
                 f"{i.get('device', '?')}/{i.get('dtype', '?')}",
                 _ms(i.get("median_s")),
-                _num(i.get("tokens_per_s"), ".0f"),
+                _num(i.get("tokens_per_s"), ".0f" if (i.get("tokens_per_s") or 0) >= 100 else ".1f"),
                 _num(i.get("gflops"), ".1f"),
                 _num(i.get("fraction_of_ceiling"), ".0%"),
                 i.get("note", ""),

@@ -26,6 +26,14 @@ class CaseFailed(Exception):
         super().__init__(text)
 
 
+def display(path: Path, cwd: Path) -> Path:
+    """The path as the user would type it: relative to where pytest was started, when it is below it."""
+    try:
+        return path.resolve().relative_to(cwd.resolve())
+    except ValueError:
+        return path
+
+
 def resolve_sae(ref: SaeRef, base: Path) -> SaeRef:
     """A local SAE path is relative to the case file's directory."""
     if ref.path is None:
@@ -55,7 +63,7 @@ class CaseFile(pytest.File):
         from .checks import texts_needed
 
         try:
-            spec = load_case_file(self.path)
+            spec = load_case_file(self.path, display(self.path, self.config.invocation_params.dir))
         except CaseFileError:
             # a bad case file is an error of that file alone: the other files still run
             self.config.option.continue_on_collection_errors = True
@@ -154,7 +162,7 @@ class CaseItem(pytest.Item):
             return str(exc)
         if isinstance(exc, InterpTestsError):
             msg = str(exc)
-            prefix = "" if msg.startswith(str(self.path)) else f"{self.where}: "
+            prefix = "" if msg.startswith(str(self.spec.path)) else f"{self.where}: "
             return f"{prefix}case {self.case_id!r} on {self.key.label}: {msg}"
         if self.config.getoption("fulltrace", False):
             return str(super().repr_failure(excinfo))
@@ -186,7 +194,7 @@ class BaselineRecorder:
         for case_file, updates in sorted(self.records.items()):
             path = baseline.baseline_path(case_file)
             try:
-                expected = baseline.expected_keys(load_case_file(case_file))
+                expected = baseline.expected_keys(load_case_file(case_file))  # the file as it is now
                 entries = baseline.load(path)
             except InterpTestsError as exc:
                 self.lines.append(f"interp-tests: baseline of {case_file} not handled: {exc}")

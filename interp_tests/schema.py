@@ -542,5 +542,6 @@ def parse_case_file(source: Source) -> CaseFile:
     return cf
 
 
-def load_case_file(path: Path) -> CaseFile:
-    return parse_case_file(load_yaml(path))
+def load_case_file(path: Path, display: Path | None = None) -> CaseFile:
+    """Parse and validate a case file; messages name it as `display` (default: `path`)."""
+    return parse_case_file(load_yaml(path, display))

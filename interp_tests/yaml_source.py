@@ -103,9 +103,10 @@ def parse_yaml(text: str, path: Path) -> Source:
     return Source(path, _plain(raw, (), lines), lines)
 
 
-def load_yaml(path: Path) -> Source:
+def load_yaml(path: Path, display: Path | None = None) -> Source:
+    shown = display or path
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CaseFileError([f"{path}:1: <file>: cannot read the file: {exc}"]) from None
-    return parse_yaml(text, path)
+        raise CaseFileError([f"{shown}:1: <file>: cannot read the file: {exc}"]) from None
+    return parse_yaml(text, shown)

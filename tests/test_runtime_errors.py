@@ -21,13 +21,13 @@ def run(pytester: pytest.Pytester, *args: str) -> str:
 def test_feature_index_out_of_range_names_file_line_and_d_sae(pytester: pytest.Pytester) -> None:
     path = case_file(pytester, "idx", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - fires: {feature: 5000}\n")
     out = run(pytester)
-    assert f"{path}:{line_of(path, 'feature: 5000')}: feature index 5000 is outside [0, 1024) (d_sae of SAE tiny-stdlib-res/blocks.1.hook_resid_pre is 1024)" in out, out
+    assert f"cases/idx.yaml:{line_of(path, 'feature: 5000')}: feature index 5000 is outside [0, 1024) (d_sae of SAE tiny-stdlib-res/blocks.1.hook_resid_pre is 1024)" in out, out
 
 
 def test_named_feature_out_of_range_points_at_its_definition(pytester: pytest.Pytester) -> None:
     path = case_file(pytester, "idx", TEXT + "features: {big: -3}\ncases:\n  - id: a\n    on: prose\n    expect:\n      - silent: {feature: big}\n")
     out = run(pytester)
-    assert f"{path}:{line_of(path, 'big: -3')}: feature index -3 is outside [0, 1024)" in out, out
+    assert f"cases/idx.yaml:{line_of(path, 'big: -3')}: feature index -3 is outside [0, 1024)" in out, out
 
 
 def test_a_token_missing_from_a_text_fails_and_lists_the_tokens(pytester: pytest.Pytester) -> None:
@@ -82,3 +82,21 @@ def test_unloadable_targets_fail_every_case_with_one_clear_message(pytester: pyt
     out = run(pytester, "--interp-offline")
     assert out.count(message) == 3, out
     assert "3 failed" in out
+
+
+def test_registry_shorthand_without_a_registry_entry_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    save_random_sae(pytester.path / "local")
+    target = "target:\n  model: tiny-stdlib\n  sae: {path: ../local}\n"
+    case_file(pytester, "reg", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - l0: {registry: true, tolerance: 5}\n", target=target)
+    out = run(pytester)
+    assert "l0: registry: true, but the registry entry of SAE" in out and "publishes no l0 (it has: nothing): give explicit bounds instead" in out, out
+
+
+def test_registry_shorthand_on_the_bundled_sae_uses_its_published_values(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "reg", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - l0: {registry: true, tolerance: 0.5}\n      - explained_variance: {registry: true, tolerance: 2.0}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    case_file(pytester, "reg", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - explained_variance: {registry: true, tolerance: 0.0}\n      - l0: {registry: true, tolerance: 0.5}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)  # one short text explains less than the held-out value
+    assert "registry value 0.8" in result.stdout.str()
