@@ -292,6 +292,7 @@ def main() -> None:
     ap.add_argument("--sae-tokens", type=int, default=5_000_000)
     ap.add_argument("--sae-k", type=int, default=24)
     ap.add_argument("--d-sae", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     ap.add_argument("--sae-only", action="store_true", help="keep the model in --out, retrain the SAE and the metadata")
     args = ap.parse_args()
 
@@ -301,7 +302,7 @@ def main() -> None:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     torch.manual_seed(SEED)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, args.threads))
     t_start = time.time()
     model_dir = args.out / "tiny-stdlib"
     sae_dir = args.out / "tiny-stdlib-res" / HOOK
@@ -377,7 +378,7 @@ def main() -> None:
         },
         "seeds": {"torch": SEED, "corpus_shuffle": SEED, "heldout_windows": SEED + 1, "sae_windows": SEED + 2},
         "versions": {"torch": torch.__version__, "transformer_lens": transformer_lens.__version__ if hasattr(transformer_lens, "__version__") else "unknown", "sae_lens": sae_lens.__version__, "transformers": transformers.__version__},
-        "training": {"lm_steps": args.lm_steps, "lm_batch": args.lm_batch, "lm_seconds": round(lm_seconds, 1), "lm_loss_curve": curve, "sae_tokens": args.sae_tokens, "sae_seconds": round(sae_seconds, 1), "total_seconds": round(time.time() - t_start, 1)},
+        "training": {"lm_steps": args.lm_steps, "lm_batch": args.lm_batch, "lm_seconds": round(lm_seconds, 1), "lm_loss_curve": curve, "sae_tokens": args.sae_tokens, "sae_seconds": round(sae_seconds, 1), "total_seconds": round(time.time() - t_start, 1), "run": "sae-only: the model (and lm_seconds) from an earlier full run" if args.sae_only else "full", "threads": args.threads},
         "heldout": {"lm_loss": held_loss, "windows": int(held.shape[0]), **ev, "short_text_l0": short_l0, "short_text_l0_over_heldout_l0": short_l0 / ev["l0"]},
     }
     (args.out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
