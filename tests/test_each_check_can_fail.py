@@ -110,3 +110,24 @@ def test_each_check_fails_with_an_impossible_claim(pytester: pytest.Pytester, in
     fail_rows = [line for line in report.splitlines() if line.strip().startswith("FAIL ") and f"  {name}" in line]
     assert fail_rows, report
     assert "observed " in fail_rows[0] and "observed -," not in fail_rows[0], fail_rows[0]
+
+
+STEERING_CASES = [
+    (path, i) for path in BUNDLED for i, case in enumerate(_rt().load(path.read_text())["cases"]) if "steer" in case
+]
+
+
+@pytest.mark.parametrize(("path", "index"), STEERING_CASES, ids=[f"{p.stem}-{i}" for p, i in STEERING_CASES])
+def test_bundled_steering_cases_depend_on_the_steering(pytester: pytest.Pytester, path: Path, index: int) -> None:
+    """The same steering case at strength 0 fails: its verdict comes from the steering, not the prompt."""
+    yaml = _rt()
+    data = yaml.load(path.read_text())
+    data["cases"] = [data["cases"][index]]
+    (pytester.path / "cases").mkdir()
+    for strength, outcome in ((None, {"passed": 1}), (0.0, {"failed": 1})):
+        if strength is not None:
+            data["cases"][0]["steer"]["strength"] = strength
+        out = io.StringIO()
+        yaml.dump(data, out)
+        (pytester.path / "cases" / path.name).write_text(out.getvalue())
+        pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(**outcome)
