@@ -75,11 +75,12 @@ def test_nan_in_activations(pytester: pytest.Pytester) -> None:
         ("target:\n  model: tiny-stdlib\n  sae: {release: tiny-stdlib-res, id: blocks.9.hook_resid_pre}\n", "bundled release 'tiny-stdlib-res' has no SAE id 'blocks.9.hook_resid_pre'; ids: blocks.1.hook_resid_pre"),
         ("target:\n  model: tiny-stdlib\n  sae: {path: ../nowhere}\n", "no cfg.json there"),
     ],
+    ids=["unknown-model", "unknown-release", "unknown-bundled-id", "path-without-cfg"],
 )
 def test_unloadable_targets_fail_every_case_with_one_clear_message(pytester: pytest.Pytester, target: str, message: str) -> None:
     body = TEXT + "cases:\n" + "".join(f"  - id: c{i}\n    on: prose\n    expect:\n      - l0: {{max: 100}}\n" for i in range(3))
     case_file(pytester, "load", body, target=target)
-    out = run(pytester, "--interp-offline")
+    out = run(pytester, "--interp-offline", "-rN")  # -rN: no short summary, so each message shows once
     assert out.count(message) == 3, out
     assert "3 failed" in out
 
