@@ -41,21 +41,17 @@ GPT2_SMALL = {
 }
 # gpt2-small-res-jb, layer 8: a standard (ReLU) SAE, expansion 32
 GPT2_SAE_HOOK, GPT2_SAE_WIDTH = "blocks.8.hook_resid_pre", 24576
-# mean L0 the random SAE is calibrated to (gpt2-small-res-jb layer 8 is in this range), so that sparse
-# outputs (the engine's to_sparse) cost what they cost on a trained SAE, not on a half-dense random one
+# mean L0 the random SAE is calibrated to (trained residual SAEs have tens to a few hundred active
+# features), so that sparse outputs (the engine's to_sparse) cost what they cost on a trained SAE, not on a
+# half-dense random one
 GPT2_SAE_L0 = 64
 TOKENIZER_DIR = Path(__file__).resolve().parent / "data" / "gpt2-tokenizer"
 DEFAULT_ROUNDS = {"cpu": (3, 1), "cuda": (20, 3)}  # (measured rounds, warm-up rounds) per device type
 
 
 # ----------------------------------------------------------------------------- the built-in target
-@functools.lru_cache(maxsize=1)
-def gpt2_tokenizer_dir() -> str:
-    """GPT-2's real tokenizer (interp_tests/data/gpt2-tokenizer, MIT) saved in Hugging Face format.
-
-    TransformerLens reloads a given tokenizer by its name_or_path (to set add_bos_token), so it must be a
-    local directory, not an in-memory object: this writes one once per process, under the temp dir.
-    """
+def gpt2_tokenizer() -> Any:
+    """GPT-2's real tokenizer (interp_tests/data/gpt2-tokenizer, MIT) as a PreTrainedTokenizerFast."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -65,13 +61,14 @@ def gpt2_tokenizer_dir() -> str:
     eot = "<|endoftext|>"
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=eot, eos_token=eot, pad_token=eot, unk_token=eot)
     fast.model_max_length = int(GPT2_SMALL["n_ctx"])  # type: ignore[call-overload]
-    out = tempfile.mkdtemp(prefix="interp-tests-gpt2-tokenizer-")
-    fast.save_pretrained(out)
-    return out
+    return fast
 
 
 def gpt2_small_shaped(device: str = "cpu", dtype: str = "float32", seed: int = 0) -> HookedTransformer:
-    """A HookedTransformer of GPT-2 small's shape with random (seeded) weights and GPT-2's tokenizer."""
+    """A HookedTransformer of GPT-2 small's shape with random (seeded) weights and GPT-2's tokenizer.
+
+    Weights are drawn on the CPU in float32, then moved: the same seed gives the same model on every
+    device and in every dtype."""
     import warnings
 
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -79,12 +76,18 @@ def gpt2_small_shaped(device: str = "cpu", dtype: str = "float32", seed: int = 0
 
     from .registry import torch_dtype
 
-    cfg = HookedTransformerConfig(**GPT2_SMALL, seed=seed, device=device, dtype=torch_dtype(dtype))  # type: ignore[arg-type]
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(gpt2_tokenizer_dir())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # HookedTransformer's deprecation notice
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.to(device, print_details=False)  # HookedTransformer.to takes one device or dtype, positionally
+    cfg = HookedTransformerConfig(**GPT2_SMALL, seed=seed, device="cpu")  # type: ignore[arg-type]
+    # TransformerLens reloads a given tokenizer by its name_or_path (to set add_bos_token), so it has to be
+    # a local directory while the model is built, not only an object
+    with tempfile.TemporaryDirectory(prefix="interp-tests-gpt2-tokenizer-") as tmp:
+        gpt2_tokenizer().save_pretrained(tmp)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(tmp)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # HookedTransformer's deprecation notice
+            model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    # HookedTransformer.to takes one device or one dtype, and updates model.cfg
+    model.to(device, print_details=False)
+    model.to(torch_dtype(dtype), print_details=False)
     model.eval()
     return model
 
@@ -133,9 +136,14 @@ class Loaded:
 
 def builtin_target(device: str = "cpu", dtype: str = "float32", seed: int = 0) -> Loaded:
     """GPT-2-small-shaped model + a gpt2-small-res-jb-shaped SAE at blocks.8.hook_resid_pre (random, seeded)."""
-    model = gpt2_small_shaped(device, dtype, seed)
-    sae = random_sae(model.cfg.d_model, GPT2_SAE_WIDTH, GPT2_SAE_HOOK, device=device, dtype=dtype, seed=seed)
-    calibrate(sae, hook_acts(model, GPT2_SAE_HOOK, 512, seed=seed + 1).float(), GPT2_SAE_L0)
+    from .registry import torch_dtype
+
+    model = gpt2_small_shaped(seed=seed)  # CPU float32: built and calibrated the same whatever device and dtype
+    sae = random_sae(model.cfg.d_model, GPT2_SAE_WIDTH, GPT2_SAE_HOOK, seed=seed)
+    calibrate(sae, hook_acts(model, GPT2_SAE_HOOK, 512, seed=seed + 1), GPT2_SAE_L0)
+    model.to(device, print_details=False)
+    model.to(torch_dtype(dtype), print_details=False)
+    sae.to(device=device, dtype=torch_dtype(dtype))
     return Loaded(BUILTIN, f"random-standard-{GPT2_SAE_WIDTH}", model, sae, GPT2_SAE_HOOK)
 
 

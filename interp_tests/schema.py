@@ -30,6 +30,14 @@ from .yaml_source import KeyPath, Source, format_loc, load_yaml
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
+    @model_validator(mode="after")
+    def _no_nan(self) -> Frozen:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, float) and math.isnan(value):
+                raise ValueError(f"{name} is NaN: give a number (.inf is allowed where a bound may be infinite)")
+        return self
+
 
 def _groups(value: Any) -> Any:
     if isinstance(value, str):

@@ -32,6 +32,9 @@ MALFORMED = [
     ("bool-is-not-an-index", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - fires: {feature: true}\n", 8, "fires.feature: expected a feature name"),
     ("sae-and-saes", "target:\n  model: m\n  sae: {path: a}\n  saes: [{path: b}]\ncases:\n  - {id: a, text: x, expect: [{l0: {max: 1}}]}\n", 1, "target: give exactly one of sae"),
     ("steering-check-without-steer", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - kl: {max: 1}\n", 8, "kl is a steering check"),
+    ("empty-file", "", 1, "<file>: a case file is a mapping"),
+    ("nan-bound", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - l0: {min: .nan}\n", 8, "cases[0].expect[0].l0: min is NaN"),
+    ("tab-indent", "target:\n\tmodel: x\n", 2, "<file>: invalid YAML: found character '\\t'"),
     ("two-text-sources", BUNDLED_TARGET + "texts: {g: [x]}\ncases:\n  - id: a\n    on: g\n    text: x\n    expect: [{l0: {max: 1}}]\n", 6, "give at most one of on, text, texts"),
 ]
 
