@@ -42,25 +42,34 @@ def test_engine_workload(benchmark: Any, bench_loader: bench.Loader, bench_env: 
 
     notebook_out: list[list[bench.CaseStats]] = []
 
+    def engine() -> list[bench.CaseStats]:
+        out = bench.engine_suite(t, cases, batch_tokens)
+        sync()
+        return out
+
     def notebook() -> None:
         notebook_out.append(bench.notebook_suite(t, cases))
         sync()
 
     with torch.inference_mode():
-        # warm-up on two cases: every code path and allocation once, not the whole minute-long workload
-        bench.engine_suite(t, cases[:2], batch_tokens)
-        bench.notebook_suite(t, cases[:2])
-        bench.bare_compute(t, batches[-1:], sync)
+        if benchmark.enabled:  # warm-up on two cases: every code path once, not the minute-long workload
+            bench.engine_suite(t, cases[:2], batch_tokens)
+            bench.notebook_suite(t, cases[:2])
+            bench.bare_compute(t, batches[-1:], sync)
         base = bench.Interleaved({"notebook": notebook, "bare": lambda: bench.bare_compute(t, batches, sync)}, warmup=0)
-        got = benchmark.pedantic(lambda: (bench.engine_suite(t, cases, batch_tokens), sync())[0], setup=base, rounds=rounds, warmup_rounds=0)
+        got = benchmark.pedantic(engine, setup=base, rounds=rounds, warmup_rounds=0)
 
-    # both paths compute the same numbers (batched + padded vs one text at a time, float32 noise only)
+    # both paths compute the same numbers: batched + padded vs one text at a time differ by rounding only.
+    # In float16/bfloat16 that rounding can also swap near-tied most-active features, so a few may differ.
     want = notebook_out[-1]
     assert len(got) == len(want) == len(cases)
+    tol, l0_tol, same_feature = (1e-3, 0.01, 1.0) if bench_env.dtype in ("float32", "float64") else (5e-2, 0.1, 0.9)
     for i, (e, nb) in enumerate(zip(got, want)):
-        assert e.feature == nb.feature, (i, e, nb)
-        assert abs(e.explained_variance - nb.explained_variance) < 1e-3 and abs(e.l0 - nb.l0) <= 0.01 * max(nb.l0, 1), (i, e, nb)
-        assert all(abs(a - b) <= 1e-3 * max(abs(b), 1) for a, b in zip(e.feature_max, nb.feature_max)), (i, e, nb)
+        assert abs(e.explained_variance - nb.explained_variance) < tol and abs(e.l0 - nb.l0) <= l0_tol * max(nb.l0, 1), (i, e, nb)
+        if e.feature == nb.feature:
+            assert all(abs(a - b) <= tol * max(abs(b), 1) for a, b in zip(e.feature_max, nb.feature_max)), (i, e, nb)
+    agree = sum(e.feature == nb.feature for e, nb in zip(got, want)) / len(got)
+    assert agree >= same_feature, f"most active feature agrees in {agree:.0%} of cases, engine vs notebook ({bench_env.dtype})"
 
     info: dict[str, Any] = bench_env.info(t) | {
         "cases": len(cases), "texts": len(texts), "tokens": real_tokens, "batch_tokens": batch_tokens, "batches": len(batches),

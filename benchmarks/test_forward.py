@@ -20,7 +20,7 @@ def test_forward_encode(benchmark: Any, bench_target: bench.BenchTarget, bench_t
 
     t = bench_loader(bench_target)
     model, sae, hook = t.model, t.sae, t.hook
-    seq = min(128, model.cfg.n_ctx)
+    seq = min(128, model.cfg.n_ctx, bench_tokens)
     batch = -(-bench_tokens // seq)
     tokens = bench.random_tokens(model, batch, seq)
 

@@ -16,30 +16,33 @@ PROMPT_TOKENS = 16
 FEATURE, STRENGTH = 0, 8.0
 
 
-def test_steer(benchmark: Any, bench_target: bench.BenchTarget, bench_loader: bench.Loader, bench_env: bench.BenchEnv, bench_report: bench.BenchReport, pytestconfig: pytest.Config) -> None:
+def test_steer(benchmark: Any, bench_target: bench.BenchTarget, bench_loader: bench.Loader, bench_env: bench.BenchEnv, bench_report: bench.BenchReport, bench_new_tokens: int) -> None:
+    import torch
+
     from interp_tests.steering import Steerer, generate
 
     t = bench_loader(bench_target)
     model, hook = t.model, t.hook
-    new_tokens = int(pytestconfig.getoption("interp_bench_new_tokens"))
+    new_tokens = bench_new_tokens
     prompt = bench.random_tokens(model, 1, PROMPT_TOKENS, seed=2)
     if PROMPT_TOKENS + new_tokens > model.cfg.n_ctx:
         pytest.skip(f"{PROMPT_TOKENS} prompt + {new_tokens} new tokens exceed the model's context of {model.cfg.n_ctx}")
+    last: dict[str, Any] = {}  # the latest run of each: its steerer and its output
 
-    def steerer() -> Steerer:
-        return Steerer(t.sae, FEATURE, STRENGTH, "add")
+    def steered() -> None:
+        last["steerer"] = Steerer(t.sae, FEATURE, STRENGTH, "add")
+        last["steered"] = generate(model, prompt, new_tokens, hook=hook, steerer=last["steerer"])
 
-    # once, untimed: the hook is really there, at every non-BOS position fed to the model
-    s = steerer()
-    n_steered = len(generate(model, prompt, new_tokens, hook=hook, steerer=s))
-    n_plain = len(generate(model, prompt, new_tokens, hook=hook, steerer=None))
-    assert len(s.seen) == PROMPT_TOKENS - 1 + n_steered - 1, (len(s.seen), PROMPT_TOKENS, n_steered)
+    def unsteered() -> None:
+        last["unsteered"] = generate(model, prompt, new_tokens, hook=hook, steerer=None)
 
-    plain = bench.Interleaved({"unsteered": bench.synced(lambda: generate(model, prompt, new_tokens, hook=hook, steerer=None), bench_env.device)}, warmup=bench_env.warmup)
-    benchmark.pedantic(
-        bench.synced(lambda: generate(model, prompt, new_tokens, hook=hook, steerer=steerer()), bench_env.device),
-        setup=plain, rounds=bench_env.rounds, warmup_rounds=bench_env.warmup,
-    )
+    plain = bench.Interleaved({"unsteered": bench.synced(unsteered, bench_env.device)}, warmup=bench_env.warmup)
+    with torch.inference_mode():
+        benchmark.pedantic(bench.synced(steered, bench_env.device), setup=plain, rounds=bench_env.rounds, warmup_rounds=bench_env.warmup)
+
+    # the hook was really there: at every non-BOS position fed to the model (the last token is never fed)
+    n_steered, n_plain = len(last["steered"]), len(last["unsteered"])
+    assert len(last["steerer"].seen) == PROMPT_TOKENS - 1 + n_steered - 1, (len(last["steerer"].seen), PROMPT_TOKENS, n_steered)
 
     info: dict[str, Any] = bench_env.info(t) | {
         "prompt_tokens": PROMPT_TOKENS, "new_tokens": new_tokens, "generated_steered": n_steered, "generated_unsteered": n_plain,

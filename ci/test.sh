@@ -6,3 +6,4 @@ bash ci/setup.sh
 .venv/bin/ruff check interp_tests tests benchmarks scripts conftest.py
 .venv/bin/mypy
 .venv/bin/pytest -q
+bash ci/bench.sh smoke  # every benchmark body once, untimed: they keep working

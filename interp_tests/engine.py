@@ -142,6 +142,9 @@ class HookCache:
 
     @_no_grad_method
     def _forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", self.hook)
+        if m:  # the residual that model(stop_at_layer=L) returns is blocks.L.hook_resid_pre: one block less
+            return self.model(tokens, attention_mask=mask, stop_at_layer=int(m.group(1))).detach()
         store: dict[str, torch.Tensor] = {}
 
         def keep(act: torch.Tensor, hook: Any) -> None:

@@ -15,7 +15,7 @@ from .session import Options, Override, Session, parse_override
 DTYPE_CHOICES = ("float32", "float16", "bfloat16", "float64")
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
     try:
         n = int(value)
     except ValueError:
@@ -46,7 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-device", default=None, help="torch device for models and SAEs: auto (CUDA when available, else CPU), cpu, cuda, cuda:N. ini: interp_device")
     group.addoption("--interp-dtype", default=None, type=_dtype, help=f"dtype for models and SAEs: {', '.join(DTYPE_CHOICES)} (default float32). ini: interp_dtype")
     group.addoption("--interp-offline", action="store_true", default=None, help="never contact the model hub: use the local HF cache only (sets HF_HUB_OFFLINE=1), so a missing model fails at once")
-    group.addoption("--interp-batch-tokens", type=_positive_int, default=None, help="padded tokens per forward batch (default: 4096 on CPU, 65536 on CUDA)")
+    group.addoption("--interp-batch-tokens", type=positive_int, default=None, help="padded tokens per forward batch (default: 4096 on CPU, 65536 on CUDA)")
     group.addoption("--interp-sae", action="append", default=[], metavar="[HOOK=]SPEC", help="run every case against this SAE instead (PATH to a SAELens-format directory, or RELEASE:ID); with HOOK=, only the targets at that hook. Repeatable")
     group.addoption("--interp-update", action="store_true", default=False, help="record every observed value into <case file>.baseline.json next to each case file (written atomically at the end of the run)")
     group.addoption("--interp-compare", action="store_true", default=False, help="fail a check whose observed value drifts from its baseline by more than --interp-tolerance")

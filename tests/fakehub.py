@@ -3,7 +3,7 @@
 `build_fake_hub(cache_dir)` lays out, under `cache_dir` (use it as HF_HUB_CACHE with HF_HUB_OFFLINE=1),
 the two repos exactly as huggingface_hub caches them (`models--ORG--NAME/{blobs,refs/main,snapshots/REV}`):
 
-- `gpt2`: GPT-2's real tokenizer (tests/data/gpt2-tokenizer, MIT) and config layout, but a tiny random
+- `gpt2`: GPT-2's real tokenizer (interp_tests/data/gpt2-tokenizer, MIT) and config layout, but a tiny random
   model: n_embd 64, 4 heads, the real 12 layers, vocab and context. What
   `HookedTransformer.from_pretrained("gpt2-small")` reads.
 - `jbloom/GPT2-Small-SAEs-Reformatted`: `blocks.L.hook_resid_pre/{cfg.json, sae_weights.safetensors,
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-TOKENIZER_DIR = Path(__file__).resolve().parent / "data" / "gpt2-tokenizer"
+TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "interp_tests" / "data" / "gpt2-tokenizer"
 MODEL_REPO = "gpt2"
 SAE_REPO = "jbloom/GPT2-Small-SAEs-Reformatted"
 LAYERS = (0, 8, 10)
