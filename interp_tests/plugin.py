@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +60,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "interp: a case collected from an interp-tests YAML case file")
     offline = config.getoption("interp_offline") or config.getini("interp_offline")
     if offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        from .registry import go_offline  # imports nothing heavy
+
+        go_offline()
     config.stash[STATE] = Session(
         Options(
             device=config.getoption("interp_device") or config.getini("interp_device"),

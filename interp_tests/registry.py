@@ -54,6 +54,18 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def go_offline() -> None:
+    """Never contact the hub from now on: the env vars for libraries not imported yet, and the constant
+    for a huggingface_hub already imported (it reads HF_HUB_OFFLINE once, at import)."""
+    import sys
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+
+
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
 
