@@ -121,7 +121,6 @@ class HookCache:
 
     def fetch(self, texts: Iterable[str]) -> None:
         """Compute the hook activation of every text not cached yet, in padded batches."""
-        import torch
 
         todo = [t for t in dict.fromkeys(texts) if t not in self.acts]
         if not todo:
@@ -129,13 +128,7 @@ class HookCache:
         check_hook(self.model, self.hook)
         ids = [self.tokens(t) for t in todo]
         for group in batches([len(i) for i in ids], self.batch_tokens):
-            width = len(ids[group[0]])
-            pad = torch.full((len(group), width), _pad_id(self.model), dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
-            for row, i in enumerate(group):
-                pad[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1
-            act = self._forward(pad.to(self.model.cfg.device), mask.to(self.model.cfg.device))
+            act = self._forward(*padded(self.model, [ids[i] for i in group]))
             self.forward_passes += 1
             for row, i in enumerate(group):
                 self.acts[todo[i]] = act[row, : len(ids[i])]
@@ -162,6 +155,19 @@ class HookCache:
         return store["act"]
 
 
+
+
+def padded(model: HookedTransformer, ids: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded token ids [batch, longest] and their attention mask, on the model's device."""
+    import torch
+
+    width = max(len(i) for i in ids)
+    toks = torch.full((len(ids), width), _pad_id(model), dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, i in enumerate(ids):
+        toks[row, : len(i)] = i
+        mask[row, : len(i)] = 1
+    return toks.to(model.cfg.device), mask.to(model.cfg.device)
 
 
 def _pad_id(model: HookedTransformer) -> int:
@@ -269,7 +275,6 @@ class SaeEngine:
 
     @_no_grad_method
     def _losses(self, texts: list[str]) -> None:
-        import torch
 
         from . import metrics
 
@@ -291,13 +296,7 @@ class SaeEngine:
             return out
 
         for group in batches([len(i) for i in ids], budget):
-            width = len(ids[group[0]])
-            toks = torch.full((len(group), width), _pad_id(self.model), dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
-            for row, i in enumerate(group):
-                toks[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1
-            toks, mask = toks.to(self.model.cfg.device), mask.to(self.model.cfg.device)
+            toks, mask = padded(self.model, [ids[i] for i in group])
             logits = {
                 "orig": self.model(toks, attention_mask=mask),
                 "sae": self.model.run_with_hooks(toks, attention_mask=mask, fwd_hooks=[(self.hooks.hook, replace_sae)]),
