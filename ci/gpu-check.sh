@@ -5,10 +5,14 @@
 #
 # Writes to OUT_DIR: tests-cuda.xml (JUnit), bench-cuda-float32.json and bench-cuda-bfloat16.json
 # (pytest-benchmark --benchmark-json, extra_info holding tokens/s, GFLOP/s, fraction of the matmul ceiling,
-# the steering and engine ratios) and gpu-check.log. Installs nothing from the network: it uses .venv/ (or
-# $PYTHON) as it is, and only if interp-tests is missing there, installs it from $WHEELHOUSE with
-# `pip --no-index`. The model hub is never contacted (HF_HUB_OFFLINE=1): hub targets are skipped.
-# Each step has its own time limit, so the whole check ends in time even when one step hangs.
+# the steering and engine ratios) and gpu-check.log (with the one-screen summaries).
+# Installs nothing from the network. Python: .venv/ if there is one, else $PYTHON, else python3. When that
+# Python lacks interp-tests' dependencies, they are installed from $WHEELHOUSE (default .whl/, made by
+# ci/gpu-wheels.sh on a machine with a package index) with `pip --no-index --no-deps`, and interp-tests
+# itself from this checkout (editable, no build isolation). The model hub is never contacted
+# (HF_HUB_OFFLINE=1): hub targets are skipped. Each step has its own time limit, so the whole check ends
+# in time even when one step hangs. GPU_CHECK_DEVICE=cpu runs the same steps on the CPU (a dry run of this
+# script on a machine without a GPU); GPU_CHECK_STEP_S sets each step's limit (default 150).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,19 +23,28 @@ if [ -x .venv/bin/python ]; then PY=${PYTHON:-.venv/bin/python}; else PY=${PYTHO
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 log="$out/gpu-check.log"
 
-if ! "$PY" -c "import interp_tests, torch, sae_lens, transformer_lens, pytest_benchmark" 2>/dev/null; then
-  if [ -n "${WHEELHOUSE:-}" ] && [ -d "$WHEELHOUSE" ]; then
-    "$PY" -m pip install -q --no-index --find-links "$WHEELHOUSE" -e . || exit 2
+device=${GPU_CHECK_DEVICE:-cuda}
+limit=${GPU_CHECK_STEP_S:-150}  # seconds per step
+wheels=${WHEELHOUSE:-.whl}
+if ! "$PY" -c "import interp_tests.plugin, torch, sae_lens, transformer_lens, pytest_benchmark, ruamel.yaml" 2>/dev/null; then
+  if ls "$wheels"/*.whl >/dev/null 2>&1; then
+    echo "gpu-check: installing $(ls "$wheels"/*.whl | wc -l) wheels from $wheels into $("$PY" -c 'import sys; print(sys.prefix)')"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check "$wheels"/*.whl || exit 2
+    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --disable-pip-version-check -e . || exit 2
+    "$PY" -c "import interp_tests.plugin, sae_lens, transformer_lens, pytest_benchmark, ruamel.yaml" || exit 2
   else
-    echo "gpu-check: $PY lacks interp-tests or its dependencies; run ci/setup.sh (TORCH_SPEC=a CUDA build) first, or set WHEELHOUSE" >&2
+    echo "gpu-check: $PY lacks interp-tests or its dependencies: run ci/setup.sh (TORCH_SPEC=a CUDA build) first, or ci/gpu-wheels.sh where an index is reachable and carry .whl/ here (or set WHEELHOUSE)" >&2
     exit 2
   fi
 fi
-"$PY" - <<'PYEOF' 2>&1 | tee "$log" || exit 2
-import sys, torch
+GPU_CHECK_DEVICE=$device "$PY" - <<'PYEOF' 2>&1 | tee "$log" || exit 2
+import os, sys, torch
+if os.environ["GPU_CHECK_DEVICE"] == "cpu":
+    print(f"gpu-check: dry run on the CPU, torch {torch.__version__}, Python {sys.version.split()[0]}")
+    sys.exit(0)
 if not torch.cuda.is_available():
     sys.exit(f"gpu-check: torch {torch.__version__} sees no CUDA device (a CPU build of torch, or no driver)")
-print(f"gpu-check: torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}")
+print(f"gpu-check: torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, Python {sys.version.split()[0]}")
 PYEOF
 
 status=0
@@ -44,11 +57,13 @@ step() {  # step SECONDS NAME pytest-args...: run one step under its own limit, 
 }
 
 # 1. the YAML cases and the plugin's own tests, models and SAEs on the GPU (hub suites stay skipped)
-step 150 "tests (cuda)" cases/ tests/ -q --interp-device cuda --junitxml="$out/tests-cuda.xml"
+step "$limit" "tests ($device)" cases/ tests/ -q --interp-device "$device" --junitxml="$out/tests-$device.xml"
 # 2. the benchmarks, float32 then bfloat16 (about 2 minutes each on one H100, most of it model building)
+dry=()  # the CPU dry run checks the script, not the speed: one small size, one round
+[ "$device" = cuda ] || dry=(--interp-bench-tokens 256 --interp-bench-rounds 1 --interp-bench-new-tokens 4 --interp-bench-cases 2 -k "not engine")
 for dtype in float32 bfloat16; do
-  step 150 "benchmarks (cuda, $dtype)" benchmarks/ -q --benchmark-only --interp-device cuda --interp-dtype "$dtype" \
-    --benchmark-json="$out/bench-cuda-$dtype.json"
+  step "$limit" "benchmarks ($device, $dtype)" benchmarks/ -q --benchmark-only --interp-device "$device" --interp-dtype "$dtype" \
+    --benchmark-json="$out/bench-$device-$dtype.json" "${dry[@]}"
 done
 tail -n 40 "$log"
 exit "$status"

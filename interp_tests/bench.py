@@ -530,3 +530,26 @@ def _ms(seconds: Any) -> str:
     if seconds is None:
         return "-"
     return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def markdown_table(runs: Sequence[dict[str, Any]]) -> str:
+    """The benchmarks of pytest-benchmark JSON runs (`--benchmark-json`) as one markdown table for the docs."""
+    header = ("benchmark", "device", "dtype", "median", "tokens/s", "GFLOP/s", "of ceiling", "notes")
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for run in runs:
+        for b in run.get("benchmarks", []):
+            i = b.get("extra_info", {})
+            median = i.get("median_s", b.get("stats", {}).get("median"))
+            tps = i.get("tokens_per_s")
+            cells = (
+                f"`{b.get('name', '?')}`",
+                i.get("device_name", i.get("device", "?")),
+                i.get("dtype", "?"),
+                _ms(median),
+                _num(tps, ",.0f" if (tps or 0) >= 100 else ".1f"),
+                _num(i.get("gflops"), ",.1f"),
+                _num(i.get("fraction_of_ceiling"), ".2f"),
+                str(i.get("note", "")).replace("|", "/"),
+            )
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
