@@ -426,7 +426,10 @@ def _fields_at(loc: KeyPath) -> list[str]:
                 return []
             tp = args[-1]
     tp = _model_in(tp)
-    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+    if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        return []
+    fields = list(tp.model_fields)
+    return [f for f in fields if f != "baseline"] + [f for f in fields if f == "baseline"]  # the extension last
 
 
 def _unannotated(tp: Any) -> Any:
@@ -442,6 +445,20 @@ def _unannotated(tp: Any) -> Any:
             return tp
 
 
+_PLAIN_TYPES = {  # pydantic's wording of a wrong type, in the words of a case file
+    "tuple_type": "expected a list",
+    "list_type": "expected a list",
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+}
+
+
 def _message(err: Any, loc: KeyPath) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -453,7 +470,10 @@ def _message(err: Any, loc: KeyPath) -> str:
         return f"unknown key {key!r}{did}{keys}"
     if kind == "missing":
         return f"missing required key {str(loc[-1])!r}" if loc else "missing required key"
-    msg = err["msg"]
+    msg = _PLAIN_TYPES.get(kind) or err["msg"]
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        fields = _fields_at(loc)
+        msg = f"expected a mapping of {', '.join(fields)}" if fields else "expected a mapping"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if "input" in err and kind not in ("missing",):

@@ -8,10 +8,11 @@ bool, None) and `lines` maps a key path such as `("cases", 0, "expect", 1, "fire
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import CaseFileError
 
@@ -40,9 +41,20 @@ def format_loc(loc: KeyPath) -> str:
     return out or "<file>"
 
 
-def _plain(node: Any, loc: KeyPath, lines: dict[KeyPath, int]) -> Any:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+class _Unsupported(Exception):
+    def __init__(self, loc: KeyPath, what: str) -> None:
+        super().__init__(what)
+        self.loc, self.what = loc, what
 
+
+def _plain(node: Any, loc: KeyPath, lines: dict[KeyPath, int]) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if isinstance(node, TaggedScalar) and tag == "tag:yaml.org,2002:str":
+        return str(node.value)  # `!!str 12`: an explicit string
+    if tag is not None:
+        _unsupported(loc, node, tag)
     if isinstance(node, CommentedMap):
         out = {}
         for key, value in node.items():
@@ -75,7 +87,14 @@ def _plain(node: Any, loc: KeyPath, lines: dict[KeyPath, int]) -> Any:
         return str(node)
     if isinstance(node, (datetime.date, datetime.datetime)):
         return node.isoformat()
-    return node
+    _unsupported(loc, node, None)
+
+
+def _unsupported(loc: KeyPath, node: Any, tag: str | None) -> NoReturn:
+    if tag and tag.startswith("tag:yaml.org,2002:"):
+        tag = "!!" + tag[len("tag:yaml.org,2002:") :]
+    shown = f"a value tagged {tag}" if tag else f"a {type(node).__name__} value"
+    raise _Unsupported(loc, f"{shown} is not supported: case files hold strings, numbers, true/false, lists and mappings (remove the tag or quote the value)")
 
 
 def parse_yaml(text: str, path: Path) -> Source:
@@ -94,13 +113,19 @@ def parse_yaml(text: str, path: Path) -> Source:
         what = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
             what = f"{exc.problem} {exc.context}".replace("\n", " ")
-        if "duplicate key" in what:
-            what += " (each key may appear once per mapping: remove or rename one)"
+        dup = re.search(r'found duplicate key "(.*?)" with value', what)
+        if dup:
+            what = f"duplicate key {dup.group(1)!r} (each key may appear once per mapping: remove or rename one)"
         raise CaseFileError([f"{path}:{line}: <file>: invalid YAML: {what}"]) from None
     except YAMLError as exc:
         raise CaseFileError([f"{path}:1: <file>: invalid YAML: {exc}"]) from None
     lines: dict[KeyPath, int] = {}
-    return Source(path, _plain(raw, (), lines), lines)
+    try:
+        data = _plain(raw, (), lines)
+    except _Unsupported as exc:
+        line = Source(path, None, lines).line_of(exc.loc)
+        raise CaseFileError([f"{path}:{line}: {format_loc(exc.loc)}: {exc.what}"]) from None
+    return Source(path, data, lines)
 
 
 def load_yaml(path: Path, display: Path | None = None) -> Source:

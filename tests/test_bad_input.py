@@ -19,10 +19,13 @@ cases:
 # (name, file text, expected line, expected fragment of "location: message")
 MALFORMED = [
     ("not-yaml", BUNDLED_TARGET + "cases: [\n", 5, "<file>: invalid YAML"),
-    ("duplicate-key", "target:\n  model: a\n  model: b\n", 3, 'duplicate key "model"'),
+    ("duplicate-key", "target:\n  model: a\n  model: b\n", 3, "<file>: invalid YAML: duplicate key 'model' (each key may appear once per mapping"),
     ("not-a-mapping", "- just\n- a list\n", 1, "a case file is a mapping"),
     ("unknown-key", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    colour: red\n    expect: [{l0: {max: 1}}]\n", 7, "cases[0].colour: unknown key 'colour'"),
-    ("wrong-type", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - l0: {max: lots}\n", 8, "cases[0].expect[0].l0.max: Input should be a valid number (got 'lots')"),
+    ("wrong-type", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - l0: {max: lots}\n", 8, "cases[0].expect[0].l0.max: expected a number (got 'lots')"),
+    ("check-not-a-mapping", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - mse: 0.5\n", 8, "cases[0].expect[0].mse: expected a mapping of max, on, baseline (got 0.5)"),
+    ("expect-not-a-list", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect: mse\n", 7, "cases[0].expect: expected a list (got 'mse')"),
+    ("python-tag", BUNDLED_TARGET + "cases:\n  - id: !!python/object/apply:os.system [ls]\n    text: x\n    expect: [{l0: {max: 1}}]\n", 5, "cases[0].id: a value tagged !!python/object/apply:os.system is not supported"),
     ("missing-field", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - separates: {feature: 1, positive: x, negative: x}\n", 8, "separates.min_auroc: missing required key 'min_auroc'"),
     ("unknown-check", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - firez: {feature: 1}\n", 8, "cases[0].expect[0]: unknown check 'firez' (did you mean 'fires'?"),
     ("duplicate-id", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect: [{l0: {max: 1}}]\n  - id: a\n    text: y\n    expect: [{l0: {max: 1}}]\n", 8, "cases[1].id: duplicate case id 'a'"),
