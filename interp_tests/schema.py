@@ -80,14 +80,14 @@ class Fires(Check):
     feature: FeatureRef
     on: Groups | None = None
     min: float = 0.0
-    token: str | None = None
+    token: Text | None = None
 
 
 class Silent(Check):
     feature: FeatureRef
     on: Groups | None = None
     max: float = 0.0
-    token: str | None = None
+    token: Text | None = None
 
 
 class Separates(Check):
@@ -99,7 +99,7 @@ class Separates(Check):
 
 class TopK(Check):
     feature: FeatureRef
-    token: str
+    token: Text
     k: Annotated[int, Field(ge=1)]
     on: Groups | None = None
 
@@ -137,6 +137,7 @@ class RegistryBound(Check):
             raise ValueError("tolerance is only used with registry: true")
         elif not bounds:
             raise ValueError(f"give {' or '.join(self._bound_names())}, or registry: true with tolerance")
+        _ordered(getattr(self, "min", None), getattr(self, "max", None))
         return self
 
     def _bound_names(self) -> tuple[str, ...]:
@@ -166,6 +167,16 @@ class LogprobShift(Check):
 class Kl(Check):
     min: float = 0.0
     max: float = math.inf
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Kl:
+        _ordered(self.min, self.max)
+        return self
+
+
+def _ordered(lo: float | None, hi: float | None) -> None:
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"min {lo!r} is greater than max {hi!r}: no value can pass (swap them?)")
 
 
 class Generates(Check):
@@ -456,6 +467,7 @@ _PLAIN_TYPES = {  # pydantic's wording of a wrong type, in the words of a case f
     "float_parsing": "expected a number",
     "bool_type": "expected true or false",
     "bool_parsing": "expected true or false",
+    "string_too_short": "must not be empty",
 }
 
 
@@ -471,6 +483,12 @@ def _message(err: Any, loc: KeyPath) -> str:
     if kind == "missing":
         return f"missing required key {str(loc[-1])!r}" if loc else "missing required key"
     msg = _PLAIN_TYPES.get(kind) or err["msg"]
+    bound = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}.get(kind)
+    if bound:
+        ctx = err.get("ctx", {})
+        msg = f"must be {bound} {next(iter(ctx.values()), '?')}"
+    if kind == "too_short":
+        msg = f"needs at least {err.get('ctx', {}).get('min_length', 1)} entry"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         fields = _fields_at(loc)
         msg = f"expected a mapping of {', '.join(fields)}" if fields else "expected a mapping"

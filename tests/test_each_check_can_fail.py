@@ -84,10 +84,10 @@ def _make_impossible(name: str, params: Any, data: Any, case: Any, registry: Any
             "fires": ("min", 1e9), "silent": ("max", -1.0), "separates": ("min_auroc", 1.01),
             "explained_variance": ("min", 1.01), "explained_variance_legacy": ("min", 1.01), "cosine": ("min", 1.01),
             "mse": ("max", -1.0), "l0": ("min", 1e9), "dead_fraction": ("max", -1.0), "ce_loss_score": ("min", 1e9),
-            "delta_loss": ("max", -1e9), "kl_div": ("max", -1.0), "logprob_shift": ("min", 1e9), "kl": ("max", -1.0),
+            "delta_loss": ("max", -1e9), "kl_div": ("max", -1.0), "logprob_shift": ("min", 1e9), "kl": ("min", 1e9),
         }[name]
-        if name == "l0":
-            params.pop("max", None)
+        if name in ("l0", "kl"):
+            params.pop("max", None)  # min > max would be a schema error: the huge min alone is impossible
         params[impossible[0]] = impossible[1]
 
 
