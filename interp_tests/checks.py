@@ -357,6 +357,8 @@ def check_reconstruction(ctx: Ctx, name: str, p: Any) -> Verdict:
     dense = [a.dense() for a in acts]
     x = torch.cat([a.x for a in acts])
     x_hat = torch.cat([a.x_hat for a in acts])
+    if name.startswith("explained_variance") and x.shape[0] < 2:
+        raise CaseError(f"{ctx.where}: {name} needs at least 2 tokens over the case's texts (1 - residual / variance: one token has no variance around its mean): give a longer text")
     observed = fn(x, x_hat, torch.cat(dense))
     lo, hi = _bounds(p)
     notes: tuple[str, ...] = ()

@@ -101,3 +101,10 @@ def test_registry_shorthand_on_the_bundled_sae_uses_its_published_values(pyteste
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)  # one short text explains less than the held-out value
     assert "registry value 0.8" in result.stdout.str()
+
+
+@pytest.mark.parametrize(("check", "needs"), [("explained_variance: {min: 0}", "explained_variance needs at least 2 tokens"), ("ce_loss_score: {min: 0}", "ce_loss_score needs texts of at least 2 tokens")])
+def test_statistics_undefined_on_one_token_say_so(pytester: pytest.Pytester, check: str, needs: str) -> None:
+    path = case_file(pytester, "one", f"cases:\n  - id: a\n    text: x\n    expect:\n      - {check}\n")
+    out = run(pytester)
+    assert f"cases/one.yaml:{line_of(path, check)}: {needs}" in out and "1 failed" in out, out
