@@ -151,3 +151,19 @@ def test_workers_spread_over_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert [spread("cuda", k) for k in range(6)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
     assert spread("cuda:2", 5) == "cuda:2" and spread("cpu", 1) == "cpu" and spread("cuda", None) == "cuda"
+
+
+def test_target_hook_overrides_where_activations_are_read(pytester: pytest.Pytester) -> None:
+    """`hook:` reads another hook: the same residual under another name gives the same values, another place does not."""
+    body = 'texts:\n  code: ["def add(a, b):\\n    return a + b"]\ncases:\n  - id: ev\n    on: code\n    expect:\n      - explained_variance: {min: -1000}\n      - l0: {min: 0}\n'
+    sae = "  sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}\n"
+    values = {}
+    for hook in ("", "blocks.0.hook_resid_post", "blocks.0.hook_resid_pre"):
+        target = "target:\n  model: tiny-stdlib\n" + sae + (f"  hook: {hook}\n" if hook else "")
+        case_file(pytester, "hooked", body, target=target)
+        xml = pytester.path / f"{hook or 'default'}.xml"
+        pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={xml}").assert_outcomes(passed=1)
+        props = _props(xml)["ev"]
+        values[hook] = (float(props["explained_variance.observed"]), float(props["l0.observed"]))
+    assert values["blocks.0.hook_resid_post"] == pytest.approx(values[""], abs=1e-6)  # resid_post of 0 is resid_pre of 1
+    assert values["blocks.0.hook_resid_pre"][0] != pytest.approx(values[""][0], abs=1e-3)
