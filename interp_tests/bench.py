@@ -511,7 +511,7 @@ class BenchReport:
             table.append((
                 name,
                 f"{i.get('device', '?')}/{i.get('dtype', '?')}",
-                _ms(i.get("median_s")),
+                seconds(i.get("median_s")),
                 _num(i.get("tokens_per_s"), ".0f" if (i.get("tokens_per_s") or 0) >= 100 else ".1f"),
                 _num(i.get("gflops"), ".1f"),
                 _num(i.get("fraction_of_ceiling"), ".0%"),
@@ -526,10 +526,11 @@ def _num(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _ms(seconds: Any) -> str:
-    if seconds is None:
+def seconds(value: float | None) -> str:
+    """A duration for people: `12.3 ms` under a second, `1.23 s` above."""
+    if value is None:
         return "-"
-    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+    return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def markdown_table(runs: Sequence[dict[str, Any]]) -> str:
@@ -545,7 +546,7 @@ def markdown_table(runs: Sequence[dict[str, Any]]) -> str:
                 f"`{b.get('name', '?')}`",
                 i.get("device_name", i.get("device", "?")),
                 i.get("dtype", "?"),
-                _ms(median),
+                seconds(median),
                 _num(tps, ",.0f" if (tps or 0) >= 100 else ".1f"),
                 _num(i.get("gflops"), ",.1f"),
                 _num(i.get("fraction_of_ceiling"), ".2f"),
