@@ -12,7 +12,8 @@
 # itself from this checkout (editable, no build isolation). The model hub is never contacted
 # (HF_HUB_OFFLINE=1): hub targets are skipped. Each step has its own time limit, so the whole check ends
 # in time even when one step hangs. GPU_CHECK_DEVICE=cpu runs the same steps on the CPU (a dry run of this
-# script on a machine without a GPU); GPU_CHECK_STEP_S sets each step's limit (default 150).
+# script on a machine without a GPU); GPU_CHECK_STEP_S sets each step's limit (default 150),
+# GPU_CHECK_DTYPES the benchmark dtypes (default "float32 bfloat16").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,18 +21,29 @@ out=${1:-${OUT:-}}
 [ -n "$out" ] || { echo "usage: ci/gpu-check.sh OUT_DIR   (or set OUT)" >&2; exit 2; }
 mkdir -p "$out"
 if [ -x .venv/bin/python ]; then PY=${PYTHON:-.venv/bin/python}; else PY=${PYTHON:-python3}; fi
+case $PY in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac  # absolute: checks run from /
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 log="$out/gpu-check.log"
 
 device=${GPU_CHECK_DEVICE:-cuda}
 limit=${GPU_CHECK_STEP_S:-150}  # seconds per step
 wheels=${WHEELHOUSE:-.whl}
-if ! "$PY" -c "import interp_tests.plugin, torch, sae_lens, transformer_lens, pytest_benchmark, ruamel.yaml" 2>/dev/null; then
+ready() {  # from /, so that the checkout itself is not on sys.path: what pytest's subprocesses will see
+  (cd / && "$PY" -c "import interp_tests.plugin, torch, sae_lens, transformer_lens, pytest_benchmark, ruamel.yaml")
+}
+if ! ready 2>/dev/null; then
   if ls "$wheels"/*.whl >/dev/null 2>&1; then
     echo "gpu-check: installing $(ls "$wheels"/*.whl | wc -l) wheels from $wheels into $("$PY" -c 'import sys; print(sys.prefix)')"
     "$PY" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check "$wheels"/*.whl || exit 2
-    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --disable-pip-version-check -e . || exit 2
-    "$PY" -c "import interp_tests.plugin, sae_lens, transformer_lens, pytest_benchmark, ruamel.yaml" || exit 2
+    if ! "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --disable-pip-version-check -e .; then
+      # no setuptools >= 69 to build it with: load the plugin from the checkout instead of its entry point
+      echo "gpu-check: editable install failed; using the checkout through PYTHONPATH and PYTEST_PLUGINS"
+      export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+      # an interp_tests.egg-info in the checkout already declares the entry point: registering twice fails
+      "$PY" -c "import importlib.metadata as m, sys; sys.exit(any(e.name == 'interp_tests' for e in m.entry_points(group='pytest11')))" \
+        && export PYTEST_PLUGINS=interp_tests.plugin
+    fi
+    ready || exit 2
   else
     echo "gpu-check: $PY lacks interp-tests or its dependencies: run ci/setup.sh (TORCH_SPEC=a CUDA build) first, or ci/gpu-wheels.sh where an index is reachable and carry .whl/ here (or set WHEELHOUSE)" >&2
     exit 2
@@ -61,7 +73,7 @@ step "$limit" "tests ($device)" cases/ tests/ -q --interp-device "$device" --jun
 # 2. the benchmarks, float32 then bfloat16 (about 2 minutes each on one H100, most of it model building)
 dry=()  # the CPU dry run checks the script, not the speed: one small size, one round
 [ "$device" = cuda ] || dry=(--interp-bench-tokens 256 --interp-bench-rounds 1 --interp-bench-new-tokens 4 --interp-bench-cases 2 -k "not engine")
-for dtype in float32 bfloat16; do
+for dtype in ${GPU_CHECK_DTYPES:-float32 bfloat16}; do
   step "$limit" "benchmarks ($device, $dtype)" benchmarks/ -q --benchmark-only --interp-device "$device" --interp-dtype "$dtype" \
     --benchmark-json="$out/bench-$device-$dtype.json" "${dry[@]}"
 done
