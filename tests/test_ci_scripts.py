@@ -1,0 +1,45 @@
+"""ci/gpu-check.sh and ci/gpu-wheels.txt: what can be checked without a GPU or a package index."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    lines = [l.strip() for l in path.read_text().splitlines()]
+    return {norm(l.split("==")[0]): l.split("==")[1] for l in lines if l and not l.startswith("#") and "==" in l}
+
+
+def test_gpu_wheels_pin_the_versions_ci_runs() -> None:
+    wheels, ci = _pins(ROOT / "ci" / "gpu-wheels.txt"), _pins(ROOT / "ci" / "constraints.txt")
+    assert {"sae-lens", "transformer-lens", "pydantic", "ruamel-yaml"} <= wheels.keys()
+    drift = {name: (v, ci[name]) for name, v in wheels.items() if name in ci and ci[name] != v}
+    assert not drift, f"ci/gpu-wheels.txt differs from ci/constraints.txt (wheel, CI): {drift}"
+
+
+def _gpu_check(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ROOT / "ci" / "gpu-check.sh"), *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **env},
+    )
+
+
+def test_gpu_check_without_an_out_dir_is_a_usage_error(tmp_path: Path) -> None:
+    r = _gpu_check(tmp_path, OUT="")
+    assert r.returncode == 2 and "usage: ci/gpu-check.sh OUT_DIR" in r.stderr, r.stderr
+
+
+def test_gpu_check_on_a_python_without_the_dependencies_or_wheels_says_what_to_do(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"  # a Python that has none of the dependencies
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    r = _gpu_check(tmp_path, str(tmp_path / "out"), PYTHON=str(bare / "bin" / "python"), WHEELHOUSE=str(tmp_path / "none"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "lacks interp-tests or its dependencies" in r.stderr and "ci/gpu-wheels.sh" in r.stderr, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
