@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import memory
 from .errors import InterpTestsError
 
 if TYPE_CHECKING:
@@ -274,7 +273,6 @@ class BenchEnv:
             "dtype": self.dtype,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "keep_freed_memory": memory.applied(),  # --interp-keep-memory
             "rounds": self.rounds,
             "warmup_rounds": self.warmup,
         } | ({"float32_matmul_precision": torch.get_float32_matmul_precision()} if self.device.startswith("cuda") else {})

@@ -50,12 +50,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-update", action="store_true", default=False, help="record every observed value into <case file>.baseline.json next to each case file (written atomically at the end of the run)")
     group.addoption("--interp-compare", action="store_true", default=False, help="fail a check whose observed value drifts from its baseline by more than --interp-tolerance")
     group.addoption("--interp-tolerance", type=_non_negative_float, default=1e-3, help="absolute drift allowed by --interp-compare (default 1e-3); a check's own baseline: {tolerance} wins")
-    group.addoption("--interp-keep-memory", action="store_true", default=None, help="CPU: glibc keeps freed memory for reuse instead of unmapping it, so large tensors stop paying page faults (encode up to 1.4x faster); the process keeps its peak memory. ini: interp_keep_memory")
     parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
     parser.addini("interp_device", default="auto", help="default for --interp-device")
     parser.addini("interp_dtype", default="float32", help="default for --interp-dtype")
     parser.addini("interp_offline", type="bool", default=False, help="default for --interp-offline")
-    parser.addini("interp_keep_memory", type="bool", default=False, help="default for --interp-keep-memory")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,21 +63,12 @@ def pytest_configure(config: pytest.Config) -> None:
         from .registry import go_offline  # imports nothing heavy
 
         go_offline()
-    keep_memory = bool(config.getoption("interp_keep_memory") or config.getini("interp_keep_memory"))
-    if keep_memory:
-        from .memory import keep_freed_memory  # ctypes only
-
-        why_not = keep_freed_memory()
-        if why_not is not None:
-            config.issue_config_time_warning(pytest.PytestConfigWarning(f"--interp-keep-memory: {why_not}; running with the default allocator"), stacklevel=2)
-            keep_memory = False
     config.stash[STATE] = Session(
         Options(
             device=config.getoption("interp_device") or config.getini("interp_device"),
             dtype=config.getoption("interp_dtype") or _dtype_ini(config),
             batch_tokens=config.getoption("interp_batch_tokens"),
             offline=bool(offline),
-            keep_memory=keep_memory,
             overrides=tuple(_override(v, config.invocation_params.dir) for v in config.getoption("interp_sae")),
             update=config.getoption("interp_update"),
             compare=config.getoption("interp_compare"),
@@ -131,7 +120,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
 
 def pytest_report_header(config: pytest.Config) -> str:
     opts = config.stash[STATE].options
-    return f"interp-tests: device={opts.device} dtype={opts.dtype}" + (" offline" if opts.offline else "") + (" keep-memory" if opts.keep_memory else "")
+    return f"interp-tests: device={opts.device} dtype={opts.dtype}" + (" offline" if opts.offline else "")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -47,7 +47,6 @@ class Options:
     dtype: str = "float32"
     batch_tokens: int | None = None
     offline: bool = False
-    keep_memory: bool = False  # --interp-keep-memory: glibc keeps freed memory (interp_tests.memory)
     overrides: tuple[Override, ...] = ()
     update: bool = False  # --interp-update: record every observed value as the new baseline
     compare: bool = False  # --interp-compare: fail on drift from the baseline beyond `tolerance`
