@@ -11,6 +11,9 @@
 # (OS-Python-version-bits): keep that folder between CI runs (a cache or an artifact), save on the main
 # branch, compare on pull requests, and only compare runs of the same runner kind and the same options.
 # A shared runner's noise can exceed 10%: use a quiet runner, --interp-bench-threads 1, or a larger BENCH_FAIL.
+# JEMALLOC=/path/to/libjemalloc.so.2 runs under jemalloc with page purging off (LD_PRELOAD, MALLOC_CONF):
+# on CPU, large tensors then reuse memory instead of paying page faults (docs/benchmarks.md). Compare only
+# runs made with the same allocator (extra_info records it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,11 @@ mode=${1:-}
 ref=""
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then ref=$1; shift; fi
 if [ $# -gt 0 ] && [ "$1" = "--" ]; then shift; fi
+
+if [ -n "${JEMALLOC:-}" ]; then
+  [ -f "$JEMALLOC" ] || { echo "ci/bench.sh: JEMALLOC=$JEMALLOC is not a file (expected libjemalloc.so.2)" >&2; exit 2; }
+  export LD_PRELOAD="$JEMALLOC${LD_PRELOAD:+:$LD_PRELOAD}" MALLOC_CONF=${MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1}
+fi
 
 storage=${BENCH_STORAGE:-.benchmarks}
 timed=(benchmarks/ --benchmark-only --benchmark-storage="$storage" --benchmark-sort=fullname

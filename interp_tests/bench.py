@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 import random
 import re
@@ -273,9 +274,23 @@ class BenchEnv:
             "dtype": self.dtype,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "allocator": allocator(),
             "rounds": self.rounds,
             "warmup_rounds": self.warmup,
         } | ({"float32_matmul_precision": torch.get_float32_matmul_precision()} if self.device.startswith("cuda") else {})
+
+
+def allocator() -> str:
+    """The process's malloc as it bears on CPU timings: a preloaded jemalloc/tcmalloc (with MALLOC_CONF), else the C library's."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        maps = ""
+    for name in ("jemalloc", "tcmalloc", "mimalloc"):
+        if f"lib{name}" in maps:
+            conf = os.environ.get("MALLOC_CONF", "") if name == "jemalloc" else ""
+            return name + (f" ({conf})" if conf else "")
+    return "libc"
 
 
 def benchmark_median(benchmark: Any) -> float | None:

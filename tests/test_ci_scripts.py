@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,3 +45,25 @@ def test_gpu_check_on_a_python_without_the_dependencies_or_wheels_says_what_to_d
     assert r.returncode == 2, r.stdout + r.stderr
     assert "lacks interp-tests or its dependencies" in r.stderr and "ci/gpu-wheels.sh" in r.stderr, r.stderr
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_bench_sh_rejects_a_jemalloc_path_that_is_not_a_file(tmp_path: Path) -> None:
+    r = subprocess.run(["bash", str(ROOT / "ci" / "bench.sh"), "smoke"], capture_output=True, text=True, timeout=60, env={**os.environ, "JEMALLOC": str(tmp_path / "nope.so")})
+    assert r.returncode == 2 and f"JEMALLOC={tmp_path / 'nope.so'} is not a file" in r.stderr, r.stderr
+
+
+def test_benchmarks_record_the_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
+    from interp_tests import bench
+
+    class Maps:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def read_text(self) -> str:
+            return self.text
+
+    monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
+    monkeypatch.setattr(bench, "Path", lambda _: Maps("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libjemalloc.so.2\n"))
+    assert bench.allocator() == "jemalloc (dirty_decay_ms:-1)"
+    monkeypatch.setattr(bench, "Path", lambda _: Maps("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libc.so.6\n"))
+    assert bench.allocator() == "libc"
