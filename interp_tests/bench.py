@@ -527,7 +527,7 @@ class BenchReport:
                 name,
                 f"{i.get('device', '?')}/{i.get('dtype', '?')}",
                 seconds(i.get("median_s")),
-                _num(i.get("tokens_per_s"), ".0f" if (i.get("tokens_per_s") or 0) >= 100 else ".1f"),
+                _per_s(i.get("tokens_per_s")),
                 _num(i.get("gflops"), ".1f"),
                 _num(i.get("fraction_of_ceiling"), ".0%"),
                 i.get("note", ""),
@@ -539,6 +539,13 @@ class BenchReport:
 
 def _num(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _per_s(value: float | None, grouped: bool = False) -> str:
+    """A rate: whole numbers from 100 up (with thousands separators when `grouped`), one decimal below."""
+    if value is None:
+        return "-"
+    return format(value, (",.0f" if grouped else ".0f") if value >= 100 else ".1f")
 
 
 def seconds(value: float | None) -> str:
@@ -556,13 +563,12 @@ def markdown_table(runs: Sequence[dict[str, Any]]) -> str:
         for b in run.get("benchmarks", []):
             i = b.get("extra_info", {})
             median = i.get("median_s", b.get("stats", {}).get("median"))
-            tps = i.get("tokens_per_s")
             cells = (
                 f"`{b.get('name', '?')}`",
                 i.get("device_name", i.get("device", "?")),
                 i.get("dtype", "?"),
                 seconds(median),
-                _num(tps, ",.0f" if (tps or 0) >= 100 else ".1f"),
+                _per_s(i.get("tokens_per_s"), grouped=True),
                 _num(i.get("gflops"), ",.1f"),
                 _num(i.get("fraction_of_ceiling"), ".2f"),
                 str(i.get("note", "")).replace("|", "/"),
