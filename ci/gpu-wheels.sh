@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch, on a machine with a package index, the wheels that a GPU machine without one needs to run
 # ci/gpu-check.sh: interp-tests' dependencies that its image lacks (ci/gpu-wheels.txt), for CPython 3.12 on
-# x86-64 Linux, into .whl/ (git-ignored; about 30 MB). Carry .whl/ to the GPU machine with the working tree;
+# x86-64 Linux, into .whl/ (git-ignored; about 40 MB). Carry .whl/ to the GPU machine with the working tree;
 # ci/gpu-check.sh installs from it with `pip --no-index`.
 #
 #   ci/gpu-wheels.sh [DIR]       (default .whl; PYVER=3.12 to target another CPython)
@@ -16,8 +16,9 @@ for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manyl
   platforms+=(--platform "$p")
 done
 # pure-Python packages published only as sdists are built into wheels here (any Python builds them alike)
-sdists=$(grep -E '^(transformers-stream-generator|py2store)==' ci/gpu-wheels.txt || true)
-grep -vE '^(#|$|transformers-stream-generator==|py2store==)' ci/gpu-wheels.txt >"$dest/.binary.txt"
+sdist_only='transformers-stream-generator|py2store'
+sdists=$(grep -E "^($sdist_only)==" ci/gpu-wheels.txt || true)
+grep -vE "^(#|\$|($sdist_only)==)" ci/gpu-wheels.txt >"$dest/.binary.txt"
 "$PY" -m pip download -q --no-deps --only-binary=:all: --implementation cp --python-version "$pyver" "${platforms[@]}" \
   -d "$dest" -r "$dest/.binary.txt"
 if [ -n "$sdists" ]; then

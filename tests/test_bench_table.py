@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
 
 
 def _run(name: str, device: str, dtype: str, **info: object) -> dict[str, object]:

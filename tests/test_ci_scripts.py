@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -26,22 +26,22 @@ def test_gpu_wheels_pin_the_versions_ci_runs() -> None:
     assert not drift, f"ci/gpu-wheels.txt differs from ci/constraints.txt (wheel, CI): {drift}"
 
 
-def _gpu_check(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _gpu_check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(ROOT / "ci" / "gpu-check.sh"), *args],
         capture_output=True, text=True, timeout=120, env={**os.environ, **env},
     )
 
 
-def test_gpu_check_without_an_out_dir_is_a_usage_error(tmp_path: Path) -> None:
-    r = _gpu_check(tmp_path, OUT="")
+def test_gpu_check_without_an_out_dir_is_a_usage_error() -> None:
+    r = _gpu_check(OUT="")
     assert r.returncode == 2 and "usage: ci/gpu-check.sh OUT_DIR" in r.stderr, r.stderr
 
 
 def test_gpu_check_on_a_python_without_the_dependencies_or_wheels_says_what_to_do(tmp_path: Path) -> None:
     bare = tmp_path / "bare"  # a Python that has none of the dependencies
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
-    r = _gpu_check(tmp_path, str(tmp_path / "out"), PYTHON=str(bare / "bin" / "python"), WHEELHOUSE=str(tmp_path / "none"))
+    r = _gpu_check(str(tmp_path / "out"), PYTHON=str(bare / "bin" / "python"), WHEELHOUSE=str(tmp_path / "none"))
     assert r.returncode == 2, r.stdout + r.stderr
     assert "lacks interp-tests or its dependencies" in r.stderr and "ci/gpu-wheels.sh" in r.stderr, r.stderr
     assert "Traceback" not in r.stdout + r.stderr
