@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from .fakehub import build_fake_hub
+from .helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "cases" / "gpt2-small"
 FILES = ("reconstruction.yaml", "golden-gate.yaml", "code-feature.yaml", "layers.yaml")
 # case id -> the checks it runs; layers.yaml runs its case once per SAE
