@@ -1,12 +1,18 @@
-"""Machine-owned baselines: every observed value of every check, next to the case file. No pytest here.
+"""The baseline protocol, owned here: record a reference's observed values, compare a run with them,
+tolerances per kind of value, stale entries, and the atomic write at the end of a complete run.
+No pytest here: the pytest layer calls `Baselines.compare`, ships `Baselines.payload` on each report,
+and calls `Baselines.absorb` / `Baselines.finish` on the process that owns the files.
 
-`cases/foo.yaml` -> `cases/foo.baseline.json`:
+`cases/foo.yaml` -> `cases/foo.yaml.baseline.json` (the full file name, so foo.yaml and foo.yml never share):
 
-    {"version": 1, "case_file": "foo.yaml",
-     "entries": {"<case id>[<SAE label>]": {"expect[0].fires": 1.234, "expect[2].generates": "text"}}}
+    {"version": 2, "case_file": "foo.yaml",
+     "cases": {"<case id>": {"<reference SAE as the case file names it>": {
+         "sae": "<the SAE whose values these are>",
+         "checks": {"expect[0].fires": 1.234, "expect[2].generates": "text"},
+         "features": {"def_keyword": 692}}}}}
 
-Files are written atomically (a temporary file in the same directory, fsync, then os.replace), so an
-interrupted run leaves the old baseline intact. The human-written YAML is never touched.
+Baselines belong to the reference (the SAE the case file names): a candidate given by `--interp-sae` is
+compared with them and never recorded, unless `--interp-promote` makes it the new reference explicitly.
 """
 
 from __future__ import annotations
@@ -14,45 +20,183 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import schema
+from .echo import echo
 from .errors import InterpTestsError
+from .options import Options
+from .plan import CasePlan
+from .runner import CaseResult, check_key
+from .verdict import Value, Verdict, fmt
 
-VERSION = 1
-Value = float | str | None
+VERSION = 2
 
 
 def baseline_path(case_file: Path) -> Path:
-    return case_file.with_name(case_file.stem + ".baseline.json")
+    return case_file.with_name(case_file.name + ".baseline.json")
 
 
-def item_key(case_id: str, sae_label: str) -> str:
-    return f"{case_id}[{sae_label}]"
+# ----------------------------------------------------------------------------- tolerances
+@dataclass(frozen=True)
+class Tolerance:
+    """A value passes when |new - old| <= abs + rel * |old|; `exact` values (ranks, texts) must be equal."""
+
+    abs: float = 0.0
+    rel: float = 0.0
+    exact: bool = False
+
+    def allows(self, old: Value, new: Value) -> tuple[bool, float | None]:
+        """(within tolerance, new - old when both are numbers)."""
+        if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+            if math.isnan(old) or math.isnan(new):
+                return math.isnan(old) and math.isnan(new), None
+            if math.isinf(old) or math.isinf(new):
+                return old == new, None
+            delta = float(new) - float(old)
+            if self.exact:
+                return delta == 0, delta
+            return abs(delta) <= self.abs + self.rel * abs(float(old)), delta
+        return old == new, None
+
+    def describe(self) -> str:
+        if self.exact:
+            return "exact"
+        parts = [f"abs {self.abs:g}" if self.abs else "", f"rel {self.rel:g}" if self.rel else ""]
+        return " + ".join(p for p in parts if p) or "exact"
 
 
-def check_key(index: int, name: str) -> str:
-    return f"expect[{index}].{name}"
+EXACT = Tolerance(exact=True)
+ACTIVATION = Tolerance(abs=1e-4, rel=0.05)  # activations and losses scale with the model: relative
+SCORE = Tolerance(abs=0.01)  # bounded scores (EV, cosine, AUROC, CE score): absolute
+
+DEFAULT_TOLERANCE: dict[str, Tolerance] = {
+    "fires": ACTIVATION,
+    "silent": ACTIVATION,
+    "separates": Tolerance(abs=0.02),
+    "top_k": EXACT,  # ranks
+    "most_active": EXACT,
+    "explained_variance": SCORE,
+    "explained_variance_legacy": SCORE,
+    "mse": ACTIVATION,
+    "cosine": SCORE,
+    "l0": ACTIVATION,
+    "dead_fraction": SCORE,
+    "ce_loss_score": SCORE,
+    "delta_loss": ACTIVATION,
+    "kl_div": ACTIVATION,
+    "logprob_shift": Tolerance(abs=0.05, rel=0.05),
+    "kl": ACTIVATION,
+    "generates": EXACT,  # the exact continuation
+}
 
 
-def load(path: Path) -> dict[str, dict[str, Value]]:
-    """The entries of a baseline file ({} when there is none)."""
+def tolerance_for(params: schema.Check, options: Options) -> Tolerance | None:
+    """How a check is compared with its baseline, or None when this run does not compare it.
+
+    A check's own `baseline:` wins, then --interp-tolerance (absolute, for values that are not exact), then
+    the default of its kind. Without --interp-compare only checks with their own `baseline:` compare.
+    """
+    default = DEFAULT_TOLERANCE[params.check]
+    spec = params.baseline
+    if spec is not None:
+        given_abs = spec.abs if spec.abs is not None else spec.tolerance
+        if given_abs is None and spec.rel is None:
+            return default
+        return Tolerance(abs=given_abs or 0.0, rel=spec.rel or 0.0)
+    if not options.compare:
+        return None
+    if options.tolerance is not None and not default.exact:
+        return Tolerance(abs=options.tolerance)
+    return default
+
+
+# ----------------------------------------------------------------------------- files
+@dataclass(frozen=True)
+class Entry:
+    sae: str
+    checks: Mapping[str, Value]
+    features: Mapping[str, int]
+
+
+Entries = dict[str, dict[str, Entry]]  # case id -> reference label -> entry
+
+
+@dataclass(frozen=True)
+class BaselineFile:
+    path: Path
+    entries: Entries
+    problems: tuple[str, ...] = ()  # malformed entries, skipped
+
+
+def _value(raw: Any) -> Value:
+    if raw is None or isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ValueError(f"expected a number or a string, got {echo(raw)}")
+    try:
+        return float(raw)
+    except OverflowError:
+        raise ValueError(f"number {echo(raw)} is out of range") from None
+
+
+def read(path: Path) -> BaselineFile:
+    """A baseline file's entries ({} when there is none). A file that cannot be parsed raises
+    InterpTestsError; a malformed entry is skipped and named in `problems`."""
     if not path.exists():
-        return {}
+        return BaselineFile(path, {})
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("entries"), dict):
-            raise ValueError(f"expected version {VERSION} with an 'entries' mapping")
-    except (OSError, ValueError) as exc:
-        raise InterpTestsError(f"{path}: unreadable baseline ({exc}); delete it and rerun with --interp-update") from None
-    return data["entries"]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InterpTestsError(f"{path}: unreadable baseline ({type(exc).__name__}: {echo(str(exc), 200)}): restore it from version control, or delete it and record again with --interp-update") from None
+    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("cases"), dict):
+        version = data.get("version") if isinstance(data, dict) else None
+        raise InterpTestsError(f"{path}: not a version-{VERSION} baseline (version {echo(version)}, expected a 'cases' mapping): delete it and record again with --interp-update")
+    entries: Entries = {}
+    problems: list[str] = []
+    for case_id, by_sae in data["cases"].items():
+        if not isinstance(by_sae, dict):
+            problems.append(f"{path}: case {echo(case_id)}: expected a mapping of SAE labels, got {echo(by_sae)}")
+            continue
+        for label, raw in by_sae.items():
+            try:
+                if not isinstance(raw, dict) or not isinstance(raw.get("checks"), dict):
+                    raise ValueError(f"expected a mapping with 'checks', got {echo(raw)}")
+                checks = {str(k): _value(v) for k, v in raw["checks"].items()}
+                features = raw.get("features", {})
+                if not isinstance(features, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in features.values()):
+                    raise ValueError(f"'features' must map names to indices, got {echo(features)}")
+                entries.setdefault(str(case_id), {})[str(label)] = Entry(str(raw.get("sae", label)), checks, dict(features))
+            except ValueError as exc:
+                problems.append(f"{path}: case {echo(case_id)} [{label}]: malformed entry: {exc}")
+    return BaselineFile(path, entries, tuple(problems))
 
 
-def write_atomic(path: Path, case_file: Path, entries: Mapping[str, Mapping[str, Value]]) -> None:
-    data = {"version": VERSION, "case_file": case_file.name, "entries": {k: dict(sorted(v.items())) for k, v in sorted(entries.items())}}
+def write_atomic(path: Path, case_file_name: str, entries: Entries) -> None:
+    """Write all entries to `path` at once: a temporary file in the same folder, fsync, then os.replace.
+    The file keeps its permission bits (a new one gets the umask's); an interrupted write leaves the old one."""
+    data = {
+        "version": VERSION,
+        "case_file": case_file_name,
+        "cases": {
+            case_id: {
+                label: {"sae": e.sae, "checks": dict(sorted(e.checks.items())), "features": dict(sorted(e.features.items()))}
+                for label, e in sorted(by_sae.items())
+            }
+            for case_id, by_sae in sorted(entries.items())
+        },
+    }
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -60,60 +204,179 @@ def write_atomic(path: Path, case_file: Path, entries: Mapping[str, Mapping[str,
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-@dataclass(frozen=True)
-class Drift:
-    ok: bool
-    old: Value
-    new: Value
-    delta: float | None
+def expected_checks(spec: schema.CaseFileModel) -> dict[str, set[str]]:
+    """Case id -> its check keys, for a parsed case file."""
+    return {c.id: {check_key(j, e.name) for j, e in enumerate(c.expect)} for c in spec.cases}
 
 
-def compare(old: Value, new: Value, tolerance: float) -> Drift:
-    """Numbers: |new - old| <= tolerance (NaN equals NaN); anything else must be equal."""
-    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
-        if math.isnan(old) or math.isnan(new):
-            return Drift(math.isnan(old) and math.isnan(new), old, new, None)
-        delta = float(new) - float(old)
-        return Drift(abs(delta) <= tolerance, old, new, delta)
-    return Drift(old == new, old, new, None)
-
-
-def stale(entries: Mapping[str, Mapping[str, Value]], expected: Mapping[str, set[str]]) -> list[str]:
-    """Entries (item keys, or item key + check key) that no longer match a case/check of the file.
-
-    `expected` maps each case id of the file to its check keys.
-    """
+def stale(entries: Entries, expected: Mapping[str, set[str]]) -> list[str]:
+    """Entries (or checks of entries) that no case/check of the file has any more."""
     out = []
-    for key, checks in entries.items():
-        case_id = key.split("[", 1)[0]
+    for case_id, by_sae in entries.items():
+        for label, entry in by_sae.items():
+            if case_id not in expected:
+                out.append(f"{case_id} [{label}]")
+                continue
+            out.extend(f"{case_id} [{label}] {c}" for c in entry.checks if c not in expected[case_id])
+    return out
+
+
+def without_stale(entries: Entries, expected: Mapping[str, set[str]]) -> Entries:
+    out: Entries = {}
+    for case_id, by_sae in entries.items():
         if case_id not in expected:
-            out.append(key)
             continue
-        out.extend(f"{key} {c}" for c in checks if c not in expected[case_id])
+        for label, e in by_sae.items():
+            checks = {k: v for k, v in e.checks.items() if k in expected[case_id]}
+            out.setdefault(case_id, {})[label] = Entry(e.sae, checks, e.features)
     return out
 
 
-def merge(
-    entries: Mapping[str, Mapping[str, Value]], updates: Mapping[str, Mapping[str, Value]], expected: Mapping[str, set[str]]
-) -> dict[str, dict[str, Value]]:
-    """Old entries with `updates` replacing whole items, minus what is stale."""
-    out = {k: dict(v) for k, v in entries.items()}
-    out.update({k: dict(v) for k, v in updates.items()})
-    for gone in stale(out, expected):
-        key, _, check = gone.partition(" ")
-        if check:
-            out[key].pop(check, None)
-        else:
-            out.pop(key, None)
-    return out
+# ----------------------------------------------------------------------------- the session's side
+@dataclass(frozen=True)
+class DriftRow:
+    """One compared value: a row of the run's drift table."""
+
+    where: str
+    case_id: str
+    check: str
+    reference: Value
+    observed: Value
+    delta: float | None
+    tolerance: str
+    ok: bool
+    note: str = ""
 
 
-def expected_keys(spec: Any) -> dict[str, set[str]]:
-    """Case id -> check keys, from a parsed case file (schema.CaseFile)."""
-    return {c.id: {check_key(j, e.name) for j, e in enumerate(c.expect)} for c in spec.model.cases}
+@dataclass
+class Baselines:
+    """The session's baselines: read once per file, compared per case, written once at the end."""
+
+    options: Options
+    files: dict[Path, BaselineFile | InterpTestsError] = field(default_factory=dict)
+    records: dict[Path, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)  # file -> case -> label -> payload
+    drift: list[DriftRow] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    failed_writes: int = 0
+
+    def _file(self, path: Path) -> BaselineFile:
+        if path not in self.files:
+            try:
+                self.files[path] = read(path)
+            except InterpTestsError as exc:
+                self.files[path] = exc
+        got = self.files[path]
+        if isinstance(got, InterpTestsError):
+            raise got
+        return got
+
+    def compare(self, plan: CasePlan, result: CaseResult) -> tuple[tuple[Verdict, ...], tuple[DriftRow, ...]]:
+        """Drift verdicts of the checks this run compares (see `tolerance_for`), and their drift-table rows."""
+        path = baseline_path(plan.source)
+        record_cmd = f"record it on the reference with `pytest {plan.case_file.path} --interp-update`"
+        out = []
+        rows = []
+        entry: Entry | None = None
+        problem = ""
+        try:
+            entry = self._file(path).entries.get(plan.case_id, {}).get(plan.reference_label)
+        except InterpTestsError as exc:
+            problem = str(exc)
+        candidate = result.candidate
+        for j, (expectation, verdict) in enumerate(zip(plan.case.expect, result.verdicts)):
+            tolerance = tolerance_for(expectation.params, self.options)
+            if tolerance is None:
+                continue
+            key = check_key(j, verdict.check)
+            if problem or entry is None or key not in entry.checks:
+                why = problem or f"no baseline for {key} of case {plan.case_id!r} [{plan.reference_label}] in {path.name}: {record_cmd}"
+                out.append(Verdict(
+                    check=f"{verdict.check}.baseline", where=verdict.where, ok=False, expected="a recorded baseline",
+                    observed=verdict.observed, summary=why, feature=verdict.feature,
+                ))
+                rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, None, verdict.observed, None, tolerance.describe(), False, "no baseline"))
+                continue
+            old = entry.checks[key]
+            ok, delta = tolerance.allows(old, verdict.observed)
+            who = "candidate" if candidate else "observed"
+            shown_delta = f", delta {delta:+.4f}" if delta is not None else ""
+            fix = "fix the candidate, or accept it with --interp-promote" if candidate else "accept it with --interp-update"
+            out.append(Verdict(
+                check=f"{verdict.check}.baseline",
+                where=verdict.where,
+                ok=ok,
+                expected=f"reference {fmt(old)} within {tolerance.describe()}",
+                observed=verdict.observed,
+                summary=f"reference {fmt(old)} ({entry.sae}), {who} {fmt(verdict.observed)}{shown_delta}, tolerance {tolerance.describe()} ({path.name}; {fix})",
+                feature=verdict.feature,
+            ))
+            rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, old, verdict.observed, delta, tolerance.describe(), ok))
+        return tuple(out), tuple(rows)
+
+    def payload(self, plan: CasePlan, result: CaseResult, rows: tuple[DriftRow, ...]) -> dict[str, Any]:
+        """What a report carries to the process that owns the files (JSON-able, survives xdist)."""
+        return {
+            "file": str(plan.source),
+            "shown": str(plan.case_file.path),
+            "case": plan.case_id,
+            "reference": plan.reference_label,
+            "sae": result.sae,
+            "candidate": result.candidate,
+            "checks": dict(result.observed),
+            "features": dict(result.features),
+            "drift": [dict(row.__dict__) for row in rows],
+        }
+
+    def absorb(self, payload: Mapping[str, Any]) -> None:
+        """Take a finished case's payload (from this process or an xdist worker's report)."""
+        self.records.setdefault(Path(payload["file"]), {}).setdefault(payload["case"], {})[payload["reference"]] = dict(payload)
+        self.drift.extend(DriftRow(**row) for row in payload["drift"])
+
+    def finish(self, complete: bool, promote: bool) -> list[str]:
+        """At the end of the session: write what --interp-update recorded (only after a complete run), report
+        stale entries. Returns the lines for the terminal summary."""
+        from .casefile import load_case_file
+
+        for case_file, by_case in sorted(self.records.items()):
+            path = baseline_path(case_file)
+            try:
+                expected = expected_checks(load_case_file(case_file).model)  # the file as it is now
+                current = read(path)
+            except InterpTestsError as exc:
+                self.lines.append(f"interp-tests: baseline of {case_file} not handled: {exc}")
+                self.failed_writes += self.options.update
+                continue
+            gone = stale(current.entries, expected)
+            if not self.options.update:
+                if gone:
+                    self.lines.append(f"interp-tests: {path} has {len(gone)} stale entries (cases or checks no longer in {case_file.name}; --interp-update removes them): {', '.join(gone[:5])}")
+                continue
+            if not complete:
+                self.lines.append(f"interp-tests: baseline {path} NOT updated: the run did not complete (the file is unchanged)")
+                continue
+            entries = {cid: dict(by) for cid, by in current.entries.items()}
+            n = 0
+            for case_id, by_label in by_case.items():
+                for label, rec in by_label.items():
+                    if rec["candidate"] and not promote:
+                        continue  # never recorded by accident: the session refuses --interp-update with a candidate
+                    entries.setdefault(case_id, {})[label] = Entry(rec["sae"], rec["checks"], rec["features"])
+                    n += len(rec["checks"])
+            try:
+                write_atomic(path, case_file.name, without_stale(entries, expected))
+            except OSError as exc:
+                self.failed_writes += 1
+                self.lines.append(f"interp-tests: cannot write baseline {path}: {exc.strerror or exc} (make the folder writable, then rerun with --interp-update)")
+                continue
+            what = "promoted the candidate's values in" if promote else "updated"
+            dropped = f", {len(gone)} stale entries removed" if gone else ""
+            fixed = f", {len(current.problems)} malformed entries replaced or dropped" if current.problems else ""
+            self.lines.append(f"interp-tests: baseline {path} {what}: {n} values of {sum(len(b) for b in by_case.values())} tests{dropped}{fixed}")
+        return self.lines

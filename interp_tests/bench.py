@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from sae_lens import SAE
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from .session import Session, TargetKey
+    from .plan import TargetKey
+    from .session import Session
 
 BUILTIN = "gpt2-small-shaped"
 # GPT-2 small's shape (TransformerLens "gpt2-small"), with random weights
@@ -166,8 +167,8 @@ def case_targets(case_dirs: Sequence[Path]) -> list[BenchTarget]:
     do not load are skipped here: the YAML cases report them.
     """
     from .registry import BUNDLED_MODELS, BUNDLED_RELEASES
-    from .schema import load_case_file
-    from .session import TargetKey
+    from .casefile import load_case_file
+    from .plan import TargetKey
 
     found: dict[TargetKey, list[str]] = {}
     for root in case_dirs:

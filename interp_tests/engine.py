@@ -188,8 +188,9 @@ class SaeEngine:
     hooks: HookCache
     sae: SAE[Any]
     label: str
-    replaces: str | None = None  # the case file's SAE when --interp-sae swapped this one in
-    ref: Any = None  # the SaeRef it was loaded from (for registry-published values)
+    replaces: str | None = None  # label of the case file's SAE when --interp-sae swapped this one in
+    ref: Any = None  # the SaeRef it was loaded from
+    reference: Any = None  # the case file's SaeRef when this engine runs a candidate (registry values are its)
     encode_tokens: int = 8192
     acts_cache: dict[str, TextActs] = field(default_factory=dict)
     loss_cache: dict[str, TextLoss] = field(default_factory=dict)

@@ -3,53 +3,43 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from .items import STATE, BaselineRecorder, CaseFile
-from .session import Options, Override, Session, parse_override
+from . import options as opts
+from .items import STATE, CaseFile, CaseItem
+from .session import Session
 
-DTYPE_CHOICES = ("float32", "float16", "bfloat16", "float64")
-
-
-def positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r} (expected a positive integer)") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r} (expected a positive integer)")
-    return n
+T = TypeVar("T")
 
 
-def _non_negative_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r} (expected a number >= 0)") from None
-    if not x >= 0:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r} (expected a number >= 0)")
-    return x
+def argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An option parser for argparse: our ValueError's message becomes the usage error's."""
 
+    def parse_argument(value: str) -> T:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-def _dtype(value: str) -> str:
-    if value not in DTYPE_CHOICES:
-        raise argparse.ArgumentTypeError(f"Could not parse value: {value!r} (expected one of {', '.join(DTYPE_CHOICES)})")
-    return value
+    parse_argument.__name__ = parse.__name__
+    return parse_argument
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("interp", "interp-tests: SAE interpretability claims as tests")
     group.addoption("--interp-device", default=None, help="torch device for models and SAEs: auto (CUDA when available, else CPU), cpu, cuda, cuda:N. ini: interp_device")
-    group.addoption("--interp-dtype", default=None, type=_dtype, help=f"dtype for models and SAEs: {', '.join(DTYPE_CHOICES)} (default float32). ini: interp_dtype")
+    group.addoption("--interp-dtype", default=None, type=argument(opts.dtype_name), help=f"dtype for models and SAEs: {', '.join(opts.DTYPES)} (default float32). ini: interp_dtype")
     group.addoption("--interp-offline", action="store_true", default=None, help="never contact the model hub: use the local HF cache only (sets HF_HUB_OFFLINE=1), so a missing model fails at once")
-    group.addoption("--interp-batch-tokens", type=positive_int, default=None, help="padded tokens per forward batch (default: 4096 on CPU, 65536 on CUDA)")
-    group.addoption("--interp-sae", action="append", default=[], metavar="[HOOK=]SPEC", help="run every case against this SAE instead (PATH to a SAELens-format directory, or RELEASE:ID); with HOOK=, only the targets at that hook. Repeatable")
-    group.addoption("--interp-update", action="store_true", default=False, help="record every observed value into <case file>.baseline.json next to each case file (written atomically at the end of the run)")
-    group.addoption("--interp-compare", action="store_true", default=False, help="fail a check whose observed value drifts from its baseline by more than --interp-tolerance")
-    group.addoption("--interp-tolerance", type=_non_negative_float, default=1e-3, help="absolute drift allowed by --interp-compare (default 1e-3); a check's own baseline: {tolerance} wins")
+    group.addoption("--interp-batch-tokens", type=argument(opts.positive_int), default=None, help="padded tokens per forward batch (default: 4096 on CPU, 65536 on CUDA)")
+    group.addoption("--interp-sae", action="append", default=[], metavar="[HOOK=]SPEC", help="run every case against this candidate SAE instead of the case file's (PATH to a SAELens-format directory, or RELEASE:ID); with HOOK=, only the targets at that hook. Repeatable")
+    group.addoption("--interp-update", action="store_true", default=False, help="record every observed value of the case files' own (reference) SAEs into <case file>.baseline.json (written atomically after a complete run)")
+    group.addoption("--interp-promote", action="store_true", default=False, help="with --interp-sae and --interp-update: record the candidate's values as the new reference baseline")
+    group.addoption("--interp-compare", action="store_true", default=False, help="compare every check with the reference's baseline: fail on drift beyond its tolerance, and on a missing baseline")
+    group.addoption("--interp-tolerance", type=argument(opts.non_negative_float), default=None, help="one absolute drift tolerance for every compared number (default: per kind of check, see docs/CASES.md); a check's own baseline: {abs, rel} wins")
     parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
     parser.addini("interp_device", default="auto", help="default for --interp-device")
     parser.addini("interp_dtype", default="float32", help="default for --interp-dtype")
@@ -63,21 +53,29 @@ def pytest_configure(config: pytest.Config) -> None:
         from .registry import go_offline  # imports nothing heavy
 
         go_offline()
+    overrides = tuple(_override(v, config.invocation_params.dir) for v in config.getoption("interp_sae"))
+    update, promote = config.getoption("interp_update"), config.getoption("interp_promote")
+    if update and overrides and not promote:
+        raise pytest.UsageError(
+            "--interp-update records the reference's values (the SAE each case file names), not a candidate's: "
+            "drop --interp-sae to record the reference, or add --interp-promote to make the candidate the new reference"
+        )
+    if promote and not (update and overrides):
+        raise pytest.UsageError("--interp-promote goes with --interp-sae CANDIDATE and --interp-update")
     config.stash[STATE] = Session(
-        Options(
+        opts.Options(
             device=config.getoption("interp_device") or config.getini("interp_device"),
             dtype=config.getoption("interp_dtype") or _dtype_ini(config),
             batch_tokens=config.getoption("interp_batch_tokens"),
             offline=bool(offline),
-            overrides=tuple(_override(v, config.invocation_params.dir) for v in config.getoption("interp_sae")),
-            update=config.getoption("interp_update"),
+            overrides=overrides,
+            update=update,
             compare=config.getoption("interp_compare"),
             tolerance=config.getoption("interp_tolerance"),
             worker=_worker_index(config),
         )
     )
-    if not hasattr(config, "workerinput"):  # the controller (or a plain run) owns the baseline files
-        config.pluginmanager.register(BaselineRecorder(config.getoption("interp_update")), "interp-baselines")
+    config.pluginmanager.register(ReportRelay(config.stash[STATE]), "interp-tests-relay")
 
 
 def _worker_index(config: pytest.Config) -> int | None:
@@ -88,61 +86,96 @@ def _worker_index(config: pytest.Config) -> int | None:
     return int(digits) if digits else None
 
 
-def _override(value: str, cwd: Path) -> Override:
+def _override(value: str, cwd: Path) -> opts.Override:
     try:
-        return parse_override(value, cwd)
+        return opts.parse_override(value, cwd)
     except ValueError as exc:
         raise pytest.UsageError(f"--interp-sae: {exc}") from None
 
 
 def _dtype_ini(config: pytest.Config) -> str:
-    value = str(config.getini("interp_dtype"))
-    if value not in DTYPE_CHOICES:
-        raise pytest.UsageError(f"interp_dtype: Could not parse value: {value!r} (expected one of {', '.join(DTYPE_CHOICES)})")
-    return value
+    try:
+        return opts.dtype_name(str(config.getini("interp_dtype")))
+    except ValueError as exc:
+        raise pytest.UsageError(f"interp_dtype: {exc}") from None
 
 
-def _explicit(config: pytest.Config) -> set[Path]:
-    base = config.invocation_params.dir
-    return {(base / str(a).split("::")[0]).resolve() for a in config.args}
+def named_args(config: pytest.Config) -> list[str]:
+    """Paths the user named (command line or testpaths); a bare `pytest` names none."""
+    if config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR:
+        return []
+    return [str(a) for a in config.args]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
-    if file_path.suffix not in (".yaml", ".yml"):
-        return None
+    from .discovery import is_case_file
+
     config = parent.config
-    resolved = file_path.resolve()
     dirs = [(config.rootpath / d).resolve() for d in config.getini("interp_cases")]
-    if resolved in _explicit(config) or any(resolved.is_relative_to(d) for d in dirs):
+    if is_case_file(file_path, config.invocation_params.dir, named_args(config), dirs):
         return CaseFile.from_parent(parent, path=file_path)
     return None
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Plan the batched forward passes from the cases that survived -k / -m deselection."""
+    state = config.stash[STATE]
+    for item in items:
+        if isinstance(item, CaseItem):
+            state.want(item.plan.target, item.plan.texts())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from .discovery import empty_directories
+
+    for line in empty_directories(session.config.invocation_params.dir, named_args(session.config), [i.path for i in session.items if isinstance(i, CaseItem)]):
+        session.config.issue_config_time_warning(pytest.PytestConfigWarning(line), stacklevel=2)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    if isinstance(item, CaseItem) and call.when == "call" and item.interp is not None:
+        report = outcome.get_result()
+        report.interp = item.interp  # plain data in report.__dict__: xdist ships it to the controller
+        notes = item.interp["result"].get("notes") or []
+        if notes:
+            report.sections.append(("interp-tests", "\n".join(notes)))
+
+
+class ReportRelay:
+    """Hands each finished case's report data to the session's summary (also the reports of xdist workers)."""
+
+    def __init__(self, state: Session) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        interp = getattr(report, "interp", None)
+        if interp is not None and report.when == "call":
+            self.state.run.absorb(interp)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    opts = config.stash[STATE].options
-    return f"interp-tests: device={opts.device} dtype={opts.dtype}" + (" offline" if opts.offline else "")
+    o = config.stash[STATE].options
+    return f"interp-tests: device={o.device} dtype={o.dtype}" + (" offline" if o.offline else "")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller owns the baseline files
+    state = session.config.stash[STATE]
+    complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
+    if state.run.finish(complete, state.options.update and bool(state.options.overrides)) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a baseline that could not be written fails the run
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[STATE]
     for line in state.summary():
         terminalreporter.write_line(line)
-    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, []) if getattr(r, "when", "") == "call"]
-    recorder = config.pluginmanager.get_plugin("interp-baselines")
-    for line in recorder.summary() if recorder is not None else []:
-        terminalreporter.write_line(line)
-    missing = [v for r in reports for k, v in r.user_properties if k == "interp.baseline_missing"]
-    if missing:
-        terminalreporter.write_line(f"interp-tests: {len(missing)} checks have no baseline yet (record them with --interp-update):", yellow=True)
-        for line in missing[:10]:
-            terminalreporter.write_line(f"  {line}", yellow=True)
-    bound = [v for r in reports for k, v in r.user_properties if k == "interp.index_bound"]
-    if bound:
-        terminalreporter.write_line(f"interp-tests: WARNING {len(bound)} checks are index-bound: plain feature indices do not survive retraining (use most_active_on selectors):", yellow=True)
-        for line in bound[:20]:
-            terminalreporter.write_line(f"  {line}", yellow=True)
-        if len(bound) > 20:
-            terminalreporter.write_line(f"  ... {len(bound) - 20} more", yellow=True)
+    for line, color in state.run.lines():
+        terminalreporter.write_line(line, **({color: True} if color else {}))
 
 
 # ----------------------------------------------------------------------------- fixtures

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, LoadError
+from .memo import Memo
+from .options import DTYPES
 
 if TYPE_CHECKING:
     import torch
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 BUNDLED_MODELS = ("tiny-stdlib",)
 BUNDLED_RELEASES = {"tiny-stdlib-res": "tiny-stdlib"}
-DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -104,23 +105,18 @@ class Registry:
 
     device: str = "cpu"
     dtype: str = "float32"
-    models: dict[tuple[Any, ...], Any] = field(default_factory=dict)
-    saes: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    models: Memo[Any] = field(default_factory=Memo)
+    saes: Memo[Any] = field(default_factory=Memo)
     loads: Counter[str] = field(default_factory=Counter)
 
     # ------------------------------------------------------------------ SAEs
     def sae(self, spec: SaeRef) -> SAE[Any]:
         key = (spec.release, spec.id, spec.path, self.device, self.dtype)
-        if key not in self.saes:
-            try:
-                self.saes[key] = self._load_sae(spec)
-                self.loads[f"sae:{spec.label}"] += 1
-            except LoadError as exc:
-                self.saes[key] = exc
-        got = self.saes[key]
-        if isinstance(got, LoadError):
-            raise got
-        return got
+        return self.saes.get(key, lambda: self._counted(f"sae:{spec.label}", read_only(self._load_sae(spec))))
+
+    def _counted(self, what: str, loaded: Any) -> Any:
+        self.loads[what] += 1
+        return loaded
 
     def _load_sae(self, spec: SaeRef) -> SAE[Any]:
         with warnings.catch_warnings():
@@ -178,16 +174,7 @@ class Registry:
     def model(self, name: str, kwargs: dict[str, Any] | None = None) -> HookedTransformer:
         kwargs = dict(kwargs or {})
         key = (name, json.dumps(kwargs, sort_keys=True, default=str), self.device, self.dtype)
-        if key not in self.models:
-            try:
-                self.models[key] = self._load_model(name, kwargs)
-                self.loads[f"model:{name}"] += 1
-            except LoadError as exc:
-                self.models[key] = exc
-        got = self.models[key]
-        if isinstance(got, LoadError):
-            raise got
-        return got
+        return self.models.get(key, lambda: self._counted(f"model:{name}", self._load_model(name, kwargs)))
 
     def model_for_sae(self, name: str, sae: SAE[Any], kwargs: dict[str, Any] | None) -> HookedTransformer:
         """The target's model; kwargs default to the SAE's own model_from_pretrained_kwargs."""
@@ -212,7 +199,14 @@ class Registry:
                     raise LoadError(f"unknown model {name!r}: not bundled ({', '.join(BUNDLED_MODELS)}) and not a TransformerLens model name") from None
                 raise LoadError(f"cannot load model {name!r}{_model_repo(name)}: {msg}; {_hub_hint()}") from None
         model.eval()
-        return model
+        return read_only(model)
+
+
+def read_only(module: Any) -> Any:
+    """Parameters that never need gradients: shared models and SAEs are only read."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
 
 
 def published(ref: SaeRef) -> dict[str, float]:

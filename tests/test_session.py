@@ -78,47 +78,55 @@ def test_interp_sae_bad_value_is_a_usage_error(pytester: pytest.Pytester) -> Non
     assert "--interp-sae: Could not parse value: 'not-a-dir-or-release'" in result.stderr.str()
 
 
+REFERENCE = "tiny-stdlib-res/blocks.1.hook_resid_pre"
+
+
 def test_baseline_update_then_compare_detects_drift(pytester: pytest.Pytester) -> None:
     path = case_file(pytester, "a", MANY)
     pytester.runpytest("-p", "no:cacheprovider", "--interp-update").assert_outcomes(passed=6)
-    saved = pytester.path / "cases" / "a.baseline.json"
+    saved = pytester.path / "cases" / "a.yaml.baseline.json"
     data = json.loads(saved.read_text())
-    entry = data["entries"]["case-0[tiny-stdlib-res/blocks.1.hook_resid_pre]"]
-    assert set(entry) == {"expect[0].l0", "expect[1].explained_variance", "expect[2].fires", "expect[3].silent"}
+    entry = data["cases"]["case-0"][REFERENCE]
+    assert set(entry["checks"]) == {"expect[0].l0", "expect[1].explained_variance", "expect[2].fires", "expect[3].silent"}
+    assert entry["features"]["plain"] == 7 and set(entry["features"]) == {"first", "plain"}  # the index each name resolved to
     assert path.read_text() == case_file(pytester, "a", MANY).read_text()  # the YAML is untouched
     pytester.runpytest("-p", "no:cacheprovider", "--interp-compare").assert_outcomes(passed=6)
-    # the recorded l0 moves: the comparison fails and shows old, new and delta
-    entry["expect[0].l0"] += 0.5
+    # the recorded l0 moves beyond its default tolerance (relative 5%): the comparison fails and shows both values
+    old = entry["checks"]["expect[0].l0"]
+    entry["checks"]["expect[0].l0"] = old * 1.5
     saved.write_text(json.dumps(data))
     result = pytester.runpytest("-p", "no:cacheprovider", "--interp-compare", "-k", "case-0")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "l0.baseline" in out and "delta -0.5000" in out and "accept it with --interp-update" in out, out
+    assert "l0.baseline" in out and f"delta {old - old * 1.5:+.4f}" in out and "accept it with --interp-update" in out, out
+    assert "tolerance abs 0.0001 + rel 0.05" in out, out
+    assert "drift from the reference baselines: 1 of 4 compared values out of tolerance" in out, out
 
 
 def test_per_check_baseline_tolerance_and_stale_entries(pytester: pytest.Pytester) -> None:
     case_file(pytester, "a", MANY)
     pytester.runpytest("-p", "no:cacheprovider", "--interp-update").assert_outcomes(passed=6)
-    saved = pytester.path / "cases" / "a.baseline.json"
+    saved = pytester.path / "cases" / "a.yaml.baseline.json"
     data = json.loads(saved.read_text())
-    data["entries"]["removed-case[x]"] = {"expect[0].l0": 1.0}
-    data["entries"]["case-0[tiny-stdlib-res/blocks.1.hook_resid_pre]"]["expect[0].l0"] += 0.5
+    data["cases"]["removed-case"] = {"x": {"sae": "x", "checks": {"expect[0].l0": 1.0}, "features": {}}}
+    data["cases"]["case-0"][REFERENCE]["checks"]["expect[0].l0"] += 0.5
     saved.write_text(json.dumps(data))
-    case_file(pytester, "a", MANY.replace("- l0: {min: 0}", "- l0: {min: 0, baseline: {tolerance: 1.0}}", 1))
+    case_file(pytester, "a", MANY.replace("- l0: {min: 0}", "- l0: {min: 0, baseline: {abs: 1.0}}", 1))
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=6)  # within its own tolerance of 1.0
-    assert "has 1 stale entries" in result.stdout.str() and "removed-case[x]" in result.stdout.str()
+    assert "has 1 stale entries" in result.stdout.str() and "removed-case [x]" in result.stdout.str()
     case_file(pytester, "a", MANY.replace("- l0: {min: 0}", "- l0: {min: 0, baseline: {tolerance: 0.1}}", 1))
     pytester.runpytest("-p", "no:cacheprovider", "-k", "case-0").assert_outcomes(failed=1)
     pytester.runpytest("-p", "no:cacheprovider", "--interp-update")
-    assert "removed-case[x]" not in json.loads(saved.read_text())["entries"]
+    assert "removed-case" not in json.loads(saved.read_text())["cases"]
 
 
 def test_an_interrupted_write_leaves_the_old_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from interp_tests import baseline
 
-    path = tmp_path / "a.baseline.json"
-    baseline.write_atomic(path, tmp_path / "a.yaml", {"k": {"expect[0].l0": 1.0}})
+    path = tmp_path / "a.yaml.baseline.json"
+    entry = baseline.Entry("sae", {"expect[0].l0": 1.0}, {})
+    baseline.write_atomic(path, "a.yaml", {"k": {"sae": entry}})
     before = path.read_text()
 
     def boom(*args: object, **kwargs: object) -> None:
@@ -126,9 +134,9 @@ def test_an_interrupted_write_leaves_the_old_baseline(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(baseline.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        baseline.write_atomic(path, tmp_path / "a.yaml", {"k": {"expect[0].l0": 2.0}})
+        baseline.write_atomic(path, "a.yaml", {"k": {"sae": baseline.Entry("sae", {"expect[0].l0": 2.0}, {})}})
     assert path.read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["a.baseline.json"]  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["a.yaml.baseline.json"]  # no temporary file left
 
 
 def test_xdist_parallel_run_gives_the_same_outcomes_and_values_as_serial(pytester: pytest.Pytester) -> None:
@@ -140,7 +148,7 @@ def test_xdist_parallel_run_gives_the_same_outcomes_and_values_as_serial(pyteste
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", f"--junitxml={parallel}", "--interp-update").assert_outcomes(passed=12)
     strip = lambda props: {k: v for k, v in props.items() if k.endswith(".observed")}  # noqa: E731
     assert {k: strip(v) for k, v in _props(serial).items()} == {k: strip(v) for k, v in _props(parallel).items()}
-    assert len(json.loads((pytester.path / "cases" / "b.baseline.json").read_text())["entries"]) == 6  # written by the controller
+    assert len(json.loads((pytester.path / "cases" / "b.yaml.baseline.json").read_text())["cases"]) == 6  # written by the controller
 
 
 def test_workers_spread_over_gpus(monkeypatch: pytest.MonkeyPatch) -> None:

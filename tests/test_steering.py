@@ -79,7 +79,7 @@ from interp_tests.session import hooks_left
 
 def pytest_runtest_teardown(item):
     reg = item.config.stash[STATE]._registry
-    models = [] if reg is None else [m for m in reg.models.values() if not isinstance(m, Exception)]
+    models = [] if reg is None else reg.models.built()
     print("HOOKS-LEFT", item.name, sum(hooks_left(m) for m in models))
 """
 

@@ -1,0 +1,49 @@
+"""A case file read and validated: `load_case_file(path)` returns a `CaseFile` or raises `CaseFileError`
+whose lines read `path:line: dotted.location: message (got value)`. No pytest here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .errors import CaseFileError
+from .references import reference_problems
+from .schema import CaseFileModel
+from .validation_messages import validation_problems
+from .yaml_source import Source, load_yaml
+
+
+@dataclass(frozen=True)
+class CaseFile:
+    """A validated case file with the line of every key path."""
+
+    path: Path  # as shown in messages (relative to where the run started, when below it)
+    model: CaseFileModel
+    source: Source
+
+    def line(self, *loc: str | int) -> int:
+        return self.source.line_of(loc)
+
+    def where(self, *loc: str | int) -> str:
+        return f"{self.path}:{self.line(*loc)}"
+
+
+def parse_case_file(source: Source) -> CaseFile:
+    try:
+        model = CaseFileModel.model_validate(source.data)
+    except ValidationError as exc:
+        raise CaseFileError(validation_problems(exc, source)) from None
+    except (RecursionError, MemoryError) as exc:
+        raise CaseFileError([f"{source.path}:1: <file>: the file is too deeply nested or too large to validate ({type(exc).__name__}): simplify it"]) from None
+    cf = CaseFile(source.path, model, source)
+    problems = reference_problems(cf)
+    if problems:
+        raise CaseFileError(problems)
+    return cf
+
+
+def load_case_file(path: Path, display: Path | None = None) -> CaseFile:
+    """Parse and validate a case file; messages name it as `display` (default: `path`)."""
+    return parse_case_file(load_yaml(path, display))

@@ -1,0 +1,22 @@
+"""JUnit XML properties of a case: `<check>.observed` for each check, and the documented extras. No pytest here.
+
+A check kind that occurs more than once in a case is numbered by its position in `expect:`:
+`l0[4].observed`, `l0[5].observed`; a kind that occurs once keeps the plain name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .runner import CaseResult
+from .verdict import Value
+
+
+def junit_properties(result: CaseResult) -> list[tuple[str, Value | str]]:
+    counts = Counter(v.check for v in result.verdicts)
+    out: list[tuple[str, Value | str]] = []
+    for j, v in enumerate(result.verdicts):
+        name = v.check if counts[v.check] == 1 else f"{v.check}[{j}]"
+        out.append((f"{name}.observed", v.observed if v.observed is not None else "none"))
+        out.extend((f"{name}.{k}", value) for k, value in v.extra)
+    return out

@@ -1,0 +1,36 @@
+"""A cache that also remembers failures, so a broken model or SAE fails every user at once. No pytest here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from .errors import InterpTestsError
+
+V = TypeVar("V")
+
+
+@dataclass
+class Memo(Generic[V]):
+    """`get(key, build)` builds a value once per key; an `InterpTestsError` from `build` is kept and re-raised."""
+
+    values: dict[Hashable, V | InterpTestsError] = field(default_factory=dict)
+
+    def get(self, key: Hashable, build: Callable[[], V]) -> V:
+        if key not in self.values:
+            try:
+                self.values[key] = build()
+            except InterpTestsError as exc:
+                self.values[key] = exc
+        got = self.values[key]
+        if isinstance(got, InterpTestsError):
+            raise got
+        return got
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self.values
+
+    def built(self) -> list[V]:
+        """The values built so far (failures left out)."""
+        return [v for v in self.values.values() if not isinstance(v, InterpTestsError)]

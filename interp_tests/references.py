@@ -1,0 +1,72 @@
+"""Cross-references of a case file that pydantic cannot see: group and feature names, ids, texts for
+each check, steering prerequisites. No pytest here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .echo import echo
+from .hints import suggest
+from .schema import STEERING_CHECKS, MostActiveOn
+from .yaml_source import format_loc
+
+if TYPE_CHECKING:
+    from .casefile import CaseFile
+
+
+def reference_problems(cf: CaseFile) -> list[str]:
+    """Every broken cross-reference, as `path:line: location: message` lines."""
+    m = cf.model
+    problems: list[str] = []
+
+    def bad(loc: tuple[str | int, ...], msg: str) -> None:
+        problems.append(f"{cf.where(*loc)}: {format_loc(loc)}: {msg}")
+
+    def check_groups(groups: tuple[str, ...] | None, loc: tuple[str | int, ...]) -> None:
+        for g in groups or ():
+            if g not in m.texts:
+                known = ", ".join(m.texts) or "none: add a top-level texts: mapping"
+                bad(loc, f"unknown text group {echo(g)}{suggest(g, m.texts)}; groups: {known}")
+
+    def check_feature(ref: int | str, loc: tuple[str | int, ...]) -> None:
+        if isinstance(ref, str) and ref not in m.features:
+            known = ", ".join(m.features) or "none: add a top-level features: mapping or use an index"
+            bad(loc, f"unknown feature {echo(ref)}{suggest(ref, m.features)}; features: {known}")
+
+    ids: dict[str, int] = {}
+    for i, case in enumerate(m.cases):
+        if case.id in ids:
+            bad(("cases", i, "id"), f"duplicate case id {echo(case.id)} (first at line {cf.line('cases', ids[case.id], 'id')}): ids must be unique per file")
+        else:
+            ids[case.id] = i
+        check_groups(case.on, ("cases", i, "on"))
+        has_texts = case.on is not None or case.text is not None or case.texts is not None
+        if case.steer is not None:
+            check_feature(case.steer.feature, ("cases", i, "steer", "feature"))
+            if case.prompt is None:
+                bad(("cases", i, "steer"), "a steering case needs prompt: the text to steer")
+        elif case.prompt is not None and not any(e.name in STEERING_CHECKS for e in case.expect):
+            bad(("cases", i, "prompt"), "prompt is only used by steering cases: add steer: {feature, strength}")
+        for j, exp in enumerate(case.expect):
+            name, p = exp.name, exp.params
+            loc = ("cases", i, "expect", j, name)
+            feature = getattr(p, "feature", None)
+            if feature is not None:
+                check_feature(feature, (*loc, "feature"))
+            if name in STEERING_CHECKS:
+                if case.steer is None or case.prompt is None:
+                    bad(loc, f"{name} is a steering check: the case needs steer: {{feature, strength}} and prompt:")
+                continue
+            for key in ("positive", "negative"):
+                if hasattr(p, key):
+                    check_groups(getattr(p, key), (*loc, key))
+            if name == "separates":
+                continue
+            on = getattr(p, "on", None)
+            check_groups(on, (*loc, "on"))
+            if on is None and not has_texts:
+                bad(loc, f"{name} needs texts: give the case on:, text: or texts:, or the check its own on:")
+    for name, fdef in m.features.items():
+        if isinstance(fdef, MostActiveOn) and fdef.token == "":
+            bad(("features", name, "token"), "token must not be empty")
+    return problems

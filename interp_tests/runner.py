@@ -1,0 +1,82 @@
+"""`run_case(plan, engine) -> CaseResult`: every check of one case against one SAE engine. No pytest here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .checks import run_check
+from .context import CheckContext, FeatureResolver
+from .plan import CasePlan, index_bound
+from .verdict import Heatmap, Table, Verdict
+
+if TYPE_CHECKING:
+    from .engine import SaeEngine
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The verdicts of one case on one SAE; `drift` holds the baseline comparisons, when there are any."""
+
+    case_id: str
+    where: str  # file:line of the case
+    sae: str  # label of the SAE that ran
+    reference: str  # the case file's own SAE, as the file names it
+    candidate: bool  # the SAE that ran is an --interp-sae candidate, not the reference
+    verdicts: tuple[Verdict, ...]
+    observed: dict[str, float | str | None] = field(default_factory=dict)  # check key -> observed value
+    features: dict[str, int] = field(default_factory=dict)  # feature name -> the index it resolved to
+    drift: tuple[Verdict, ...] = ()
+    notes: tuple[str, ...] = ()  # what the report should say besides the verdicts
+
+    @property
+    def all_verdicts(self) -> tuple[Verdict, ...]:
+        return self.verdicts + self.drift
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.all_verdicts)
+
+
+def check_key(index: int, name: str) -> str:
+    """How a check is named in baselines: its position in `expect:` and its name."""
+    return f"expect[{index}].{name}"
+
+
+def run_case(plan: CasePlan, engine: SaeEngine, features: FeatureResolver | None = None) -> CaseResult:
+    resolver = features or FeatureResolver(plan.case_file, engine)
+    verdicts = tuple(
+        run_check(CheckContext(plan.case_file, plan.index, j, engine, resolver)) for j in range(len(plan.case.expect))
+    )
+    candidate = engine.reference is not None
+    notes = tuple(f"{line} (SAE {engine.label} replaces {engine.reference.label})" for line in index_bound(plan)) if candidate else ()
+    return CaseResult(
+        case_id=plan.case_id,
+        where=plan.where,
+        sae=engine.label,
+        reference=plan.reference_label,
+        candidate=candidate,
+        verdicts=verdicts,
+        observed={check_key(j, v.check): v.observed for j, v in enumerate(verdicts)},
+        features=dict(resolver.resolved),
+        notes=notes,
+    )
+
+
+def result_to_json(result: CaseResult) -> dict[str, Any]:
+    """A CaseResult as plain JSON-able data (it travels on pytest reports, also from xdist workers)."""
+    return asdict(result)
+
+
+def result_from_json(data: dict[str, Any]) -> CaseResult:
+    def verdict(v: dict[str, Any]) -> Verdict:
+        table = Table(tuple(v["table"]["header"]), tuple(tuple(r) for r in v["table"]["rows"])) if v.get("table") else None
+        maps = tuple(Heatmap(h["label"], tuple(h["tokens"]), tuple(h["values"])) for h in v.get("heatmaps", ()))
+        return Verdict(**{**v, "table": table, "heatmaps": maps, "notes": tuple(v.get("notes", ())), "extra": tuple(tuple(e) for e in v.get("extra", ()))})
+
+    return CaseResult(**{
+        **data,
+        "verdicts": tuple(verdict(v) for v in data["verdicts"]),
+        "drift": tuple(verdict(v) for v in data.get("drift", ())),
+        "notes": tuple(data.get("notes", ())),
+    })
