@@ -166,9 +166,9 @@ def case_targets(case_dirs: Sequence[Path]) -> list[BenchTarget]:
     A target needs the hub when its model or SAE release is neither bundled nor a local path. Files that
     do not load are skipped here: the YAML cases report them.
     """
-    from .registry import BUNDLED_MODELS, BUNDLED_RELEASES
     from .casefile import load_case_file
     from .plan import TargetKey
+    from .registry import BUNDLED_MODELS, BUNDLED_RELEASES
 
     found: dict[TargetKey, list[str]] = {}
     for root in case_dirs:
