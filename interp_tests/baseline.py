@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +27,7 @@ from typing import Any
 from . import schema
 from .echo import echo
 from .errors import InterpTestsError
+from .files import write_text_atomic
 from .options import Options
 from .plan import CasePlan
 from .runner import CaseResult, check_key
@@ -93,6 +91,7 @@ DEFAULT_TOLERANCE: dict[str, Tolerance] = {
     "logprob_shift": Tolerance(abs=0.05, rel=0.05),
     "kl": ACTIVATION,
     "generates": EXACT,  # the exact continuation
+    "matched": SCORE,
 }
 
 
@@ -191,24 +190,7 @@ def write_atomic(path: Path, case_file_name: str, entries: Entries) -> None:
             for case_id, by_sae in sorted(entries.items())
         },
     }
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, allow_nan=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
 
 
 def expected_checks(spec: schema.CaseFileModel) -> dict[str, set[str]]:
@@ -253,6 +235,10 @@ class DriftRow:
     tolerance: str
     ok: bool
     note: str = ""
+
+
+def failures_first(rows: list[DriftRow]) -> list[DriftRow]:
+    return [r for r in rows if not r.ok] + [r for r in rows if r.ok]
 
 
 @dataclass

@@ -10,7 +10,9 @@ from typing import Any
 
 from . import schema
 from .context import CheckContext
+from .errors import InterpTestsError
 from .feature_checks import check_fires, check_most_active, check_separates, check_silent, check_top_k
+from .identity_checks import check_matched
 from .recon_checks import check_loss, check_reconstruction
 from .steering_checks import check_generates, check_kl, check_logprob_shift
 from .verdict import Verdict
@@ -28,9 +30,17 @@ CHECKS: dict[str, CheckFunction] = {
     "logprob_shift": check_logprob_shift,
     "kl": check_kl,
     "generates": check_generates,
+    "matched": check_matched,
 }
 
 
 def run_check(ctx: CheckContext) -> Verdict:
+    """The check's verdict; one that cannot be evaluated fails alone, with the reason, and the others still run."""
     expectation = ctx.case.expect[ctx.check_index]
-    return CHECKS[expectation.name](ctx, expectation.params)
+    try:
+        return CHECKS[expectation.name](ctx, expectation.params)
+    except InterpTestsError as exc:
+        return Verdict(
+            check=expectation.name, where=ctx.where, ok=False, expected="a value", observed=None,
+            summary=f"could not be evaluated: {exc}", error=str(exc),
+        )

@@ -16,50 +16,115 @@ if TYPE_CHECKING:
 Loc = tuple[str | int, ...]
 
 
+@dataclass(frozen=True)
+class Identity:
+    """A named feature on a candidate: what its selector picks there, and what the matching says it should."""
+
+    name: str
+    reference_index: int
+    candidate_index: int
+    match_index: int  # best candidate match of the reference index
+    match_cos: float
+
+    @property
+    def same(self) -> bool:
+        return self.candidate_index == self.match_index
+
+    def describe(self) -> str:
+        if self.same:
+            return f"{self.name}: reference #{self.reference_index} -> candidate #{self.candidate_index} (its best match, decoder cos {self.match_cos:.2f})"
+        return (
+            f"{self.name}: #{self.reference_index} on the reference, #{self.candidate_index} on the candidate, "
+            f"best match of #{self.reference_index} is #{self.match_index} at cos {self.match_cos:.2f}"
+        )
+
+
 @dataclass
 class FeatureResolver:
-    """Resolves the feature references of one case file for one SAE; selector results are cached."""
+    """Resolves the feature references of one case file for one SAE; selector results are cached.
+
+    On a candidate SAE (an engine with a reference), a plain index names a reference feature and runs on its
+    best match among the candidate's features; a selector resolves on the candidate, and on the reference
+    too, so that a feature that changed identity is reported (`identities`).
+    """
 
     case_file: CaseFile
     engine: SaeEngine
     resolved: dict[str, int] = field(default_factory=dict)
+    mapped: dict[int, tuple[int, float]] = field(default_factory=dict)  # reference index -> (candidate index, cos)
+    identities: dict[str, Identity] = field(default_factory=dict)
 
-    def in_range(self, index: int, loc: Loc) -> int:
-        d_sae = self.engine.d_sae
+    def in_range(self, index: int, loc: Loc, engine: SaeEngine | None = None) -> int:
+        engine = engine or self.engine
+        d_sae = engine.d_sae
         if not 0 <= index < d_sae:
             raise CaseError(
                 f"{self.case_file.where(*loc)}: feature index {index} is outside [0, {d_sae}) "
-                f"(d_sae of SAE {self.engine.label} is {d_sae})"
+                f"(d_sae of SAE {engine.label} is {d_sae})"
             )
+        return index
+
+    @property
+    def reference_engine(self) -> SaeEngine:
+        return self.engine.reference_engine or self.engine
+
+    def follow(self, reference_index: int) -> int:
+        """The candidate feature a reference index runs on: its best match (itself on the reference)."""
+        matching = self.engine.matching
+        if self.engine.reference_engine is None or matching is None:
+            return reference_index
+        index, cos, _ = matching.of(reference_index)
+        self.mapped[reference_index] = (index, cos)
         return index
 
     def __call__(self, ref: int | str, loc: Loc) -> int:
         if isinstance(ref, int):
-            return self.in_range(ref, loc)
+            return self.follow(self.in_range(ref, loc, self.reference_engine))
         if ref not in self.resolved:
             definition = self.case_file.model.features[ref]
             where = ("features", ref)
             if isinstance(definition, int):
-                self.resolved[ref] = self.in_range(definition, where)
+                self.resolved[ref] = self.follow(self.in_range(definition, where, self.reference_engine))
             else:
-                self.resolved[ref] = self.most_active_on(definition, where)
+                index = most_active_on(self.case_file, self.engine, definition, where)
+                self.resolved[ref] = index
+                if self.engine.reference_engine is not None and self.engine.matching is not None:
+                    ref_index = most_active_on(self.case_file, self.engine.reference_engine, definition, where)
+                    match, cos, _ = self.engine.matching.of(ref_index)
+                    self.identities[ref] = Identity(ref, ref_index, index, match, cos)
         return self.resolved[ref]
 
-    def most_active_on(self, selector: schema.MostActiveOn, loc: Loc) -> int:
-        (acts,) = self.engine.acts([selector.most_active_on])
-        dense = acts.dense()
-        if selector.token is not None:
-            positions = acts.positions(selector.token)
-            if not positions:
-                raise CaseError(
-                    f"{self.case_file.where(*loc, 'token')}: token {selector.token!r} does not occur in "
-                    f"{short(selector.most_active_on)}; its tokens: {list(acts.tokens)!r}"
-                )
-            dense = dense[positions]
-        return int(dense.max(0).values.argmax())  # torch returns the first (lowest) index on ties
+    def reference_index(self, ref: int | str, loc: Loc) -> int:
+        """The index a reference names on the reference SAE (for checks about the reference's features)."""
+        if isinstance(ref, int):
+            return self.in_range(ref, loc, self.reference_engine)
+        definition = self.case_file.model.features[ref]
+        if isinstance(definition, int):
+            return self.in_range(definition, ("features", ref), self.reference_engine)
+        return most_active_on(self.case_file, self.reference_engine, definition, ("features", ref))
 
     def label(self, ref: int | str, index: int) -> str:
-        return f"#{index}" if isinstance(ref, int) else f"{ref} = #{index}"
+        name = f"#{index}" if isinstance(ref, int) else f"{ref} = #{index}"
+        original = ref if isinstance(ref, int) else self.case_file.model.features.get(ref)
+        if isinstance(original, int) and original in self.mapped:
+            match, cos = self.mapped[original]
+            name = f"{ref if isinstance(ref, str) else 'reference'} #{original} -> candidate #{match} (cos {cos:.3f})"
+        return name
+
+
+def most_active_on(case_file: CaseFile, engine: SaeEngine, selector: schema.MostActiveOn, loc: Loc) -> int:
+    """The feature with the largest single activation over the selector's text (or its token's positions)."""
+    (acts,) = engine.acts([selector.most_active_on])
+    dense = acts.dense()
+    if selector.token is not None:
+        positions = acts.positions(selector.token)
+        if not positions:
+            raise CaseError(
+                f"{case_file.where(*loc, 'token')}: token {selector.token!r} does not occur in "
+                f"{short(selector.most_active_on)}; its tokens: {list(acts.tokens)!r}"
+            )
+        dense = dense[positions]
+    return int(dense.max(0).values.argmax())  # torch returns the first (lowest) index on ties
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,9 @@ class SaeEngine:
     replaces: str | None = None  # label of the case file's SAE when --interp-sae swapped this one in
     ref: Any = None  # the SaeRef it was loaded from
     reference: Any = None  # the case file's SaeRef when this engine runs a candidate (registry values are its)
+    reference_engine: SaeEngine | None = None  # the reference SAE on the same activations (candidates only)
+    matching: Any = None  # matching.Matching of reference features to this SAE's (candidates only)
+    matching_problem: str = ""  # why there is no matching, when a candidate has none
     encode_tokens: int = 8192
     acts_cache: dict[str, TextActs] = field(default_factory=dict)
     loss_cache: dict[str, TextLoss] = field(default_factory=dict)

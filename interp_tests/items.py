@@ -93,7 +93,7 @@ class CaseItem(pytest.Item):
 
         state = self.config.stash[STATE]
         engine = state.engine(self.plan.target)
-        result = run_case(self.plan, engine)
+        result = run_case(self.plan, engine, strict_identity=state.options.compare)
         drift, rows = state.baselines.compare(self.plan, result)
         result = dataclasses.replace(result, drift=drift)
         self.user_properties.extend(junit_properties(result))

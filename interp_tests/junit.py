@@ -1,5 +1,6 @@
 """JUnit XML properties of a case: `<check>.observed` for each check, and the documented extras. No pytest here.
 
+On a candidate SAE with a feature matching, `interp.mmcs` and `interp.matched_fraction` (see matching.py).
 A check kind that occurs more than once in a case is numbered by its position in `expect:`:
 `l0[4].observed`, `l0[5].observed`; a kind that occurs once keeps the plain name.
 """
@@ -19,4 +20,5 @@ def junit_properties(result: CaseResult) -> list[tuple[str, Value | str]]:
         name = v.check if counts[v.check] == 1 else f"{v.check}[{j}]"
         out.append((f"{name}.observed", v.observed if v.observed is not None else "none"))
         out.extend((f"{name}.{k}", value) for k, value in v.extra)
+    out.extend((f"interp.{k}", value) for k, value in sorted(result.matching.items()))
     return out

@@ -31,6 +31,10 @@ class Memo(Generic[V]):
     def __contains__(self, key: Hashable) -> bool:
         return key in self.values
 
+    def items(self) -> list[tuple[Hashable, V]]:
+        """(key, value) of the values built so far (failures left out)."""
+        return [(k, v) for k, v in self.values.items() if not isinstance(v, InterpTestsError)]
+
     def built(self) -> list[V]:
         """The values built so far (failures left out)."""
         return [v for v in self.values.values() if not isinstance(v, InterpTestsError)]

@@ -40,6 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-promote", action="store_true", default=False, help="with --interp-sae and --interp-update: record the candidate's values as the new reference baseline")
     group.addoption("--interp-compare", action="store_true", default=False, help="compare every check with the reference's baseline: fail on drift beyond its tolerance, and on a missing baseline")
     group.addoption("--interp-tolerance", type=argument(opts.non_negative_float), default=None, help="one absolute drift tolerance for every compared number (default: per kind of check, see docs/CASES.md); a check's own baseline: {abs, rel} wins")
+    group.addoption("--interp-md", default=None, metavar="FILE", help="write the run's summary as Markdown to FILE at the end (failed cases, the drift table): for a pull-request comment or $GITHUB_STEP_SUMMARY")
     parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
     parser.addini("interp_device", default="auto", help="default for --interp-device")
     parser.addini("interp_dtype", default="float32", help="default for --interp-dtype")
@@ -166,8 +167,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # an xdist worker: the controller owns the baseline files
     state = session.config.stash[STATE]
     complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
-    if state.run.finish(complete, state.options.update and bool(state.options.overrides)) and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a baseline that could not be written fails the run
+    failed_write = state.run.finish(complete, state.options.update and bool(state.options.overrides))
+    markdown = session.config.getoption("interp_md")
+    if markdown:
+        failed_write |= state.run.write_markdown(session.config.invocation_params.dir / markdown, state.summary())
+    if failed_write and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a file that could not be written fails the run
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

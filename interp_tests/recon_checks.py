@@ -59,14 +59,18 @@ def registry_bounds(ctx: CheckContext, params: schema.RegistryBound) -> tuple[fl
     from .registry import published
 
     name = params.check
-    values = published(ctx.engine.ref) if ctx.engine.ref is not None else {}
+    engine = ctx.engine
+    owner = engine.reference if engine.reference is not None else engine.ref  # a candidate is held to the reference's value
+    label = owner.label if owner is not None else engine.label
+    values = published(owner) if owner is not None else {}
     if name not in values:
         raise CaseError(
-            f"{ctx.where}: {name}: registry: true, but the registry entry of SAE {ctx.engine.label} publishes no {name} "
+            f"{ctx.where}: {name}: registry: true, but the registry entry of SAE {label} publishes no {name} "
             f"(it has: {', '.join(values) or 'nothing'}): give explicit bounds instead"
         )
     value, tolerance = values[name], params.tolerance or 0.0
-    note = f"registry value {fmt(value)}, tolerance {fmt(tolerance)}"
+    whose = f"the reference {label}'s" if engine.reference is not None else "registry"
+    note = f"{whose} registry value {fmt(value)}, tolerance {fmt(tolerance)}" if engine.reference is not None else f"{whose} value {fmt(value)}, tolerance {fmt(tolerance)}"
     if name == "l0":
         return value - tolerance, value + tolerance, note
     return value - tolerance, None, note

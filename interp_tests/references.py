@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .echo import echo
 from .hints import suggest
-from .schema import STEERING_CHECKS, MostActiveOn
+from .schema import IDENTITY_CHECKS, STEERING_CHECKS, MostActiveOn
 from .yaml_source import format_loc
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ def reference_problems(cf: CaseFile) -> list[str]:
             feature = getattr(p, "feature", None)
             if feature is not None:
                 check_feature(feature, (*loc, "feature"))
+            if name in IDENTITY_CHECKS:
+                continue
             if name in STEERING_CHECKS:
                 if case.steer is None or case.prompt is None:
                     bad(loc, f"{name} is a steering check: the case needs steer: {{feature, strength}} and prompt:")

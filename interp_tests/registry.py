@@ -8,10 +8,12 @@ fails at once with the same message instead of retrying the hub.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,11 +211,27 @@ def read_only(module: Any) -> Any:
     return module
 
 
-def published(ref: SaeRef) -> dict[str, float]:
-    """The values an SAE's registry entry publishes: `l0` and `explained_variance`, where it has them.
+REGISTRY_KEYS = {"l0": "l0", "explained_variance": "variance_explained"}  # our name -> pretrained_saes.yaml's
 
-    SAELens releases: `expected_l0` / `expected_var_explained` of pretrained_saes.yaml; bundled releases:
-    the held-out values in bundled/metadata.json; a local path has no registry entry.
+
+@functools.cache
+def raw_sae_registry() -> dict[str, Any]:
+    """SAELens's pretrained_saes.yaml as written: its loader fills a missing `l0` with 0.0 and a missing
+    `variance_explained` with 1.0, so whether an entry publishes a value must be read from the file itself."""
+    from importlib.resources import files
+
+    import yaml
+
+    text = files("sae_lens").joinpath("pretrained_saes.yaml").read_text(encoding="utf-8")
+    return dict(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+
+def published(ref: SaeRef, registry: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The values an SAE's registry entry really publishes: `l0` and `explained_variance`, where it has them.
+
+    SAELens releases: the entry's own `l0` / `variance_explained` keys in pretrained_saes.yaml (`registry`
+    defaults to that file, parsed raw); bundled releases: the held-out values in bundled/metadata.json; a
+    local path has no registry entry.
     """
     if ref.path is not None or ref.release is None or ref.id is None:
         return {}
@@ -222,18 +240,14 @@ def published(ref: SaeRef) -> dict[str, float]:
         if meta.get("sae", {}).get("id") != ref.id:
             return {}
         held = meta.get("heldout", {})
-        return {k: float(held[k]) for k in ("l0", "explained_variance") if k in held}
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    entry = get_pretrained_saes_directory().get(ref.release)
-    if entry is None:
+        return {k: float(held[k]) for k in REGISTRY_KEYS if k in held}
+    release = (registry if registry is not None else raw_sae_registry()).get(ref.release)
+    if not isinstance(release, dict):
         return {}
-    out = {}
-    if ref.id in (entry.expected_l0 or {}):
-        out["l0"] = float(entry.expected_l0[ref.id])
-    if ref.id in (entry.expected_var_explained or {}):
-        out["explained_variance"] = float(entry.expected_var_explained[ref.id])
-    return out
+    for entry in release.get("saes") or ():
+        if isinstance(entry, dict) and entry.get("id") == ref.id:
+            return {ours: float(entry[theirs]) for ours, theirs in REGISTRY_KEYS.items() if isinstance(entry.get(theirs), (int, float))}
+    return {}
 
 
 def load_bundled_model(name: str, device: str = "cpu", dtype: str = "float32") -> HookedTransformer:

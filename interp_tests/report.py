@@ -27,17 +27,17 @@ def headline(result: CaseResult) -> str:
     if not failed:
         return f"case {result.case_id!r} on {target}: all {len(verdicts)} checks passed"
     first = failed[0]
-    return (
-        f"{len(failed)} of {len(verdicts)} checks failed in case {result.case_id!r} on {target}: "
-        f"{first.check} observed {fmt(first.observed)}, expected {first.expected} ({first.where})"
-    )
+    what = f"{first.check} could not be evaluated: {first.error}" if first.error else f"{first.check} observed {fmt(first.observed)}, expected {first.expected} ({first.where})"
+    return f"{len(failed)} of {len(verdicts)} checks failed in case {result.case_id!r} on {target}: {what}"
 
 
 def verdict_lines(v: Verdict) -> list[str]:
     feature = f" [{v.feature}]" if v.feature else ""
     status = "ok  " if v.ok else "FAIL"
+    if v.error:
+        return [f"  ERR  {v.where}  {v.check}{feature}: could not be evaluated: {v.error}"]
     lines = [f"  {status} {v.where}  {v.check}{feature}: observed {fmt(v.observed)}, expected {v.expected}"]
-    if v.check.endswith(".baseline"):
+    if v.check.endswith(".baseline") or v.check == "feature_identity":
         lines.append(f"       {v.summary}")
         return lines
     if v.ok:

@@ -28,6 +28,7 @@ class CaseResult:
     features: dict[str, int] = field(default_factory=dict)  # feature name -> the index it resolved to
     drift: tuple[Verdict, ...] = ()
     notes: tuple[str, ...] = ()  # what the report should say besides the verdicts
+    matching: dict[str, float] = field(default_factory=dict)  # suite-level figures of a candidate's feature matching
 
     @property
     def all_verdicts(self) -> tuple[Verdict, ...]:
@@ -43,23 +44,36 @@ def check_key(index: int, name: str) -> str:
     return f"expect[{index}].{name}"
 
 
-def run_case(plan: CasePlan, engine: SaeEngine, features: FeatureResolver | None = None) -> CaseResult:
-    resolver = features or FeatureResolver(plan.case_file, engine)
+def run_case(plan: CasePlan, engine: SaeEngine, *, strict_identity: bool = False) -> CaseResult:
+    """Every check of the case on the engine's SAE. On a candidate SAE, plain indices follow the feature
+    matching and named features get an identity verdict (failing on a rebinding when `strict_identity`)."""
+    from .identity_checks import identity_verdicts
+
+    resolver = FeatureResolver(plan.case_file, engine)
     verdicts = tuple(
         run_check(CheckContext(plan.case_file, plan.index, j, engine, resolver)) for j in range(len(plan.case.expect))
     )
     candidate = engine.reference is not None
-    notes = tuple(f"{line} (SAE {engine.label} replaces {engine.reference.label})" for line in index_bound(plan)) if candidate else ()
+    notes: tuple[str, ...] = ()
+    if candidate:
+        if engine.matching is None:
+            notes = tuple(f"{line} (SAE {engine.label} replaces {engine.reference.label}; {engine.matching_problem})" for line in index_bound(plan))
+        else:
+            notes = tuple(
+                f"{plan.where}: reference #{ref} runs as candidate #{match} (decoder cos {cos:.3f})" for ref, (match, cos) in sorted(resolver.mapped.items())
+            )
+        notes += tuple(i.describe() for i in resolver.identities.values())
     return CaseResult(
         case_id=plan.case_id,
         where=plan.where,
         sae=engine.label,
         reference=plan.reference_label,
         candidate=candidate,
-        verdicts=verdicts,
+        verdicts=verdicts + identity_verdicts(resolver, plan.where, strict_identity),
         observed={check_key(j, v.check): v.observed for j, v in enumerate(verdicts)},
         features=dict(resolver.resolved),
         notes=notes,
+        matching={"mmcs": engine.matching.mmcs, "matched_fraction": engine.matching.matched_fraction} if candidate and engine.matching is not None else {},
     )
 
 

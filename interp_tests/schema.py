@@ -210,6 +210,14 @@ class Generates(Check):
         return self
 
 
+class Matched(Check):
+    """The feature survives retraining: its best match in a candidate SAE has decoder cosine >= min_cosine."""
+
+    check: ClassVar[str] = "matched"
+    feature: FeatureRef
+    min_cosine: Annotated[float, Field(ge=-1.0, le=1.0)]
+
+
 class ExplainedVariance(EvBound):
     check: ClassVar[str] = "explained_variance"
 
@@ -250,7 +258,8 @@ FEATURE_CHECKS = ("fires", "silent", "separates", "top_k", "most_active")
 RECONSTRUCTION_CHECKS = ("explained_variance", "explained_variance_legacy", "mse", "cosine", "l0", "dead_fraction")
 LOSS_CHECKS = ("ce_loss_score", "delta_loss", "kl_div")
 STEERING_CHECKS = ("logprob_shift", "kl", "generates")
-ALL_CHECKS = FEATURE_CHECKS + RECONSTRUCTION_CHECKS + LOSS_CHECKS + STEERING_CHECKS
+IDENTITY_CHECKS = ("matched",)  # about the SAE's weights: no texts
+ALL_CHECKS = FEATURE_CHECKS + RECONSTRUCTION_CHECKS + LOSS_CHECKS + STEERING_CHECKS + IDENTITY_CHECKS
 
 PARAMS: dict[str, type[Check]] = {
     cls.check: cls
@@ -258,7 +267,7 @@ PARAMS: dict[str, type[Check]] = {
         Fires, Silent, Separates, TopK, MostActive,
         ExplainedVariance, ExplainedVarianceLegacy, Mse, Cosine, L0, DeadFraction,
         CeLossScore, DeltaLoss, KlDiv,
-        LogprobShift, Kl, Generates,
+        LogprobShift, Kl, Generates, Matched,
     )
 }
 

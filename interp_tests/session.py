@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .baseline import Baselines
 from .errors import InterpTestsError
@@ -18,6 +18,7 @@ from .summary import RunSummary
 
 if TYPE_CHECKING:
     from .engine import HookCache, SaeEngine
+    from .matching import Matching
     from .registry import Registry
 
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
@@ -29,6 +30,7 @@ class Session:
     _registry: Registry | None = None
     hook_caches: dict[tuple[int, str], HookCache] = field(default_factory=dict)
     engines: Memo[SaeEngine] = field(default_factory=Memo)
+    matchings: Memo[Matching] = field(default_factory=Memo)  # (reference, candidate) -> feature matching
     wanted: dict[TargetKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     baselines: Baselines = field(init=False)
     run: RunSummary = field(init=False)
@@ -88,7 +90,23 @@ class Session:
         cache_key = (id(model), hook)
         if cache_key not in self.hook_caches:
             self.hook_caches[cache_key] = HookCache(model, hook, self.batch_tokens)
-        return SaeEngine(self.hook_caches[cache_key], sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference)
+        hooks = self.hook_caches[cache_key]
+        engine = SaeEngine(hooks, sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference)
+        if reference is not None:
+            self._attach_reference(engine, reference)
+        return engine
+
+    def _attach_reference(self, engine: SaeEngine, reference: SaeRef) -> None:
+        """A candidate engine gets the reference SAE on the same activations and the feature matching."""
+        from .engine import SaeEngine
+        from .matching import match_features
+
+        try:
+            reference_sae = self.registry.sae(reference)
+            engine.reference_engine = SaeEngine(engine.hooks, reference_sae, reference.label, ref=reference)
+            engine.matching = self.matchings.get((reference, engine.ref), lambda: match_features(reference_sae, engine.sae))
+        except InterpTestsError as exc:
+            engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
 
     def summary(self) -> list[str]:
         if self._registry is None:
@@ -97,7 +115,11 @@ class Session:
         loads = ", ".join(f"{k} x{v}" for k, v in sorted(reg.loads.items())) or "nothing"
         passes = sum(h.forward_passes for h in self.hook_caches.values())
         texts = sum(len(h.acts) for h in self.hook_caches.values())
-        return [f"interp-tests: loaded {loads} on {reg.device}/{reg.dtype}; {texts} texts in {passes} batched forward passes"]
+        lines = [f"interp-tests: loaded {loads} on {reg.device}/{reg.dtype}; {texts} texts in {passes} batched forward passes"]
+        for key, matching in self.matchings.items():
+            reference, candidate = cast(tuple[SaeRef, SaeRef], key)
+            lines.append(f"interp-tests: {matching.summary(reference.label, candidate.label)}")
+        return lines
 
 
 def spread(device: str, worker: int | None) -> str:

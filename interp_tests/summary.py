@@ -4,10 +4,11 @@ and the lines of the terminal summary. Mutable session state, no pytest here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .baseline import Baselines, DriftRow
-from .verdict import fmt
+from .baseline import Baselines, DriftRow, failures_first
+from .verdict import Value, fmt, short
 
 MAX_LISTED = 20  # lines of a warning list before it says how many more
 
@@ -23,27 +24,40 @@ class RunSummary:
         """A finished case's report data (from this process or an xdist worker)."""
         self.baselines.absorb(interp["baseline"])
         self.results.append(interp["result"])
-        self.index_bound.extend(interp["result"].get("notes") or ())
+        self.index_bound.extend(n for n in interp["result"].get("notes") or () if n not in self.index_bound)
 
     def finish(self, complete: bool, promote: bool) -> bool:
         """Write baselines (after a complete run only); True when one could not be written."""
         self.finished = self.baselines.finish(complete, promote)
         return self.baselines.failed_writes > 0
 
+    def write_markdown(self, path: Path, session_lines: list[str]) -> bool:
+        """Write the Markdown summary; True when it could not be written (the reason joins the summary)."""
+        from .files import write_text_atomic
+        from .markdown import render_markdown
+
+        try:
+            write_text_atomic(path, render_markdown(self.results, self.baselines.drift, session_lines))
+        except OSError as exc:
+            self.finished.append(f"interp-tests: cannot write {path}: {exc.strerror or exc}")
+            return True
+        self.finished.append(f"interp-tests: Markdown summary written to {path}")
+        return False
+
     def lines(self) -> list[tuple[str, str]]:
         """(text, colour) lines for the end of the terminal report."""
         out: list[tuple[str, str]] = [(line, "red" if "cannot" in line or "NOT" in line else "") for line in self.finished]
         out.extend(drift_table(self.baselines.drift))
         if self.index_bound:
-            out.append((f"interp-tests: WARNING {len(self.index_bound)} checks are index-bound: plain feature indices do not survive retraining (use most_active_on selectors):", "yellow"))
+            out.append((f"interp-tests: {len(self.index_bound)} notes on candidate SAEs (features follow the matching to the reference; plain indices without a matching are index-bound):", "yellow"))
             out.extend((f"  {line}", "yellow") for line in self.index_bound[:MAX_LISTED])
             if len(self.index_bound) > MAX_LISTED:
                 out.append((f"  ... {len(self.index_bound) - MAX_LISTED} more", "yellow"))
         return out
 
 
-def drift_rows_sorted(rows: list[DriftRow]) -> list[DriftRow]:
-    return [r for r in rows if not r.ok] + [r for r in rows if r.ok]
+def cell(value: Value, width: int = 40) -> str:
+    return short(value, width) if isinstance(value, str) else fmt(value)
 
 
 def drift_table(rows: list[DriftRow], max_rows: int = 40) -> list[tuple[str, str]]:
@@ -54,8 +68,8 @@ def drift_table(rows: list[DriftRow], max_rows: int = 40) -> list[tuple[str, str
     out = [(f"interp-tests: drift from the reference baselines: {failed} of {len(rows)} compared values out of tolerance", "red" if failed else "green")]
     header = ("", "where", "check", "reference", "observed", "delta", "tolerance")
     body = [
-        ("FAIL" if not r.ok else "ok", r.where, r.check, fmt(r.reference) if r.note != "no baseline" else "(none)", fmt(r.observed), f"{r.delta:+.4f}" if r.delta is not None else "-", r.tolerance)
-        for r in drift_rows_sorted(rows)[:max_rows]
+        ("FAIL" if not r.ok else "ok", r.where, r.check, cell(r.reference) if r.note != "no baseline" else "(none)", cell(r.observed), f"{r.delta:+.4f}" if r.delta is not None else "-", r.tolerance)
+        for r in failures_first(rows)[:max_rows]
     ]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     for cells in (header, *body):

@@ -32,6 +32,7 @@ class Verdict:
     notes: tuple[str, ...] = ()
     extra: tuple[tuple[str, Value], ...] = ()  # more values recorded as properties
     heatmaps: tuple[Heatmap, ...] = ()  # per-token activations of the feature, for visual reports
+    error: str = ""  # set when the check could not be evaluated (ok is then False)
 
 
 @dataclass(frozen=True)
