@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 from . import options as opts
+from .errors import InterpTestsError
 from .items import STATE, CaseFile, CaseItem
 from .session import Session
 
@@ -40,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-promote", action="store_true", default=False, help="with --interp-sae and --interp-update: record the candidate's values as the new reference baseline")
     group.addoption("--interp-compare", action="store_true", default=False, help="compare every check with the reference's baseline: fail on drift beyond its tolerance, and on a missing baseline")
     group.addoption("--interp-tolerance", type=argument(opts.non_negative_float), default=None, help="one absolute drift tolerance for every compared number (default: per kind of check, see docs/CASES.md); a check's own baseline: {abs, rel} wins")
+    group.addoption("--interp-prefetch", action="store_true", default=False, help="load every model and SAE the selected cases need (downloading them into the local HF cache), run no case, and exit 0; for a CI step that warms the cache")
     group.addoption("--interp-md", default=None, metavar="FILE", help="write the run's summary as Markdown to FILE at the end (failed cases, the drift table): for a pull-request comment or $GITHUB_STEP_SUMMARY")
     parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
     parser.addini("interp_device", default="auto", help="default for --interp-device")
@@ -122,9 +124,17 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Plan the batched forward passes from the cases that survived -k / -m deselection."""
     state = config.stash[STATE]
-    for item in items:
-        if isinstance(item, CaseItem):
-            state.want(item.plan.target, item.plan.texts())
+    cases = [item for item in items if isinstance(item, CaseItem)]
+    if config.getoption("interp_prefetch"):
+        try:
+            state.prefetched = state.prefetch([item.plan.target for item in cases])
+        except InterpTestsError as exc:
+            pytest.exit(f"interp-tests: --interp-prefetch could not load a target: {exc}", returncode=pytest.ExitCode.TESTS_FAILED)
+        config.hook.pytest_deselected(items=list(items))
+        items[:] = []
+        return
+    for item in cases:
+        state.want(item.plan.target, item.plan.texts())
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -171,13 +181,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     markdown = session.config.getoption("interp_md")
     if markdown:
         failed_write |= state.run.write_markdown(session.config.invocation_params.dir / markdown, state.summary())
+    if session.config.getoption("interp_prefetch") and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK  # nothing was meant to run
     if failed_write and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a file that could not be written fails the run
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[STATE]
-    for line in state.summary():
+    for line in [*state.prefetched, *state.summary()]:
         terminalreporter.write_line(line)
     for line, color in state.run.lines():
         terminalreporter.write_line(line, **({color: True} if color else {}))

@@ -34,6 +34,7 @@ class Session:
     wanted: dict[TargetKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     baselines: Baselines = field(init=False)
     run: RunSummary = field(init=False)
+    prefetched: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.baselines = Baselines(self.options)
@@ -107,6 +108,19 @@ class Session:
             engine.matching = self.matchings.get((reference, engine.ref), lambda: match_features(reference_sae, engine.sae))
         except InterpTestsError as exc:
             engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
+
+    def prefetch(self, keys: list[TargetKey]) -> list[str]:
+        """Load (and so download into the local cache) every target's model and SAE, and a candidate's
+        reference SAE; raises the first load error. Returns one line per target."""
+        lines = []
+        for key in dict.fromkeys(keys):
+            engine = self.engine(key)
+            engine.want(())
+            extra = f" (reference {engine.reference.label} too)" if engine.reference is not None and engine.reference_engine is not None else ""
+            if engine.matching_problem:
+                raise InterpTestsError(engine.matching_problem)
+            lines.append(f"interp-tests: prefetched {key.model} + {engine.label} at {engine.hooks.hook}{extra}")
+        return lines
 
     def summary(self) -> list[str]:
         if self._registry is None:

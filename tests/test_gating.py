@@ -1,0 +1,151 @@
+"""README's "Gating CI on an SAE" recipe, literally, on the bundled pair: record on the reference, then compare
+candidates: an identical copy, a noisy copy, a permuted copy and a copy with the def feature zeroed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from . import checkpoints
+from .helpers import ROOT, line_of
+
+DEF_FEATURE = 692  # def_keyword on the bundled SAE (asserted below from the recorded baseline)
+
+# A plain index (bound to the reference) beside the project's selector-named claims.
+INDEX_BOUND = """\
+target:
+  model: tiny-stdlib
+  sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}
+texts:
+  functions: ["def add(a, b):\\n    return a + b", "def parse(text):\\n    return text.split()"]
+  prose: ["Return the number of items in the list."]
+cases:
+  - id: def-by-index
+    expect:
+      - fires:   {feature: 692, on: functions, token: "def", min: 3.0}
+      - silent:  {feature: 692, on: prose, max: 3.5}
+      - matched: {feature: 692, min_cosine: 0.9}
+"""
+
+
+@pytest.fixture(scope="module")
+def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpts")
+    return {
+        "identical": checkpoints.save_variant(root / "identical", checkpoints.identical),
+        "noisy": checkpoints.save_variant(root / "noisy", checkpoints.noisy),
+        "permuted": checkpoints.save_variant(root / "permuted", checkpoints.permuted),
+        "def-zeroed": checkpoints.save_variant(root / "def-zeroed", checkpoints.zeroed(DEF_FEATURE)),
+    }
+
+
+def recorded_repo(pytester: pytest.Pytester) -> Path:
+    cases = pytester.path / "cases"
+    cases.mkdir()
+    shutil.copy(ROOT / "cases" / "tiny-stdlib.yaml", cases / "tiny-stdlib.yaml")
+    (cases / "index.yaml").write_text(INDEX_BOUND)
+    result = pytester.runpytest("cases/", "--interp-update", "-p", "no:cacheprovider")  # README: record on the reference
+    result.assert_outcomes(passed=8)
+    return cases
+
+
+def compare(pytester: pytest.Pytester, candidate: Path) -> pytest.RunResult:
+    return pytester.runpytest("cases/", "--interp-sae", str(candidate), "--interp-compare", "-p", "no:cacheprovider")  # README: gate
+
+
+def test_readme_recipe_on_identical_noisy_permuted_and_zeroed_candidates(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:
+    cases = recorded_repo(pytester)
+    data = json.loads((cases / "tiny-stdlib.yaml.baseline.json").read_text())
+    entry = data["cases"]["def-keyword-feature"]["tiny-stdlib-res/blocks.1.hook_resid_pre"]
+    assert entry["features"] == {"def_keyword": DEF_FEATURE}  # baselines record the index each name resolved to
+
+    # (a) an identical copy: every claim and every value holds, nothing lacks a baseline
+    same = compare(pytester, candidates["identical"])
+    same.assert_outcomes(passed=8)
+    out = same.stdout.str()
+    assert "no baseline" not in out and "0 of 26 compared values out of tolerance" in out, out
+    assert "MMCS 1.0000, 100.0% of 1024 reference features matched" in out, out
+
+    # (b) a noisy copy: fails, with drift rows for explained variance, kl_div and a fires value
+    noisy = compare(pytester, candidates["noisy"])
+    out = noisy.stdout.str()
+    assert noisy.ret == 1
+    drift = out[out.index("drift from the reference baselines"):]
+    suite = ROOT / "cases" / "tiny-stdlib.yaml"
+    for needle, check in (("- explained_variance:", "explained_variance"), ("- kl_div:", "kl_div")):
+        where = f"cases/tiny-stdlib.yaml:{line_of(suite, needle)}"
+        row = next(line for line in drift.splitlines() if f"{where} " in line and f" {check} " in line)
+        assert row.lstrip().startswith("FAIL"), row
+    assert any(line.lstrip().startswith("FAIL") and " fires " in line for line in drift.splitlines()), drift
+
+    # (c) features shuffled: selectors and plain indices follow the matching, everything passes, the mapping is shown
+    perm = checkpoints.permutation(1024)
+    moved_to = int((perm == DEF_FEATURE).nonzero()[0, 0])  # the copy's index of feature 692
+    shuffled = compare(pytester, candidates["permuted"])
+    out = shuffled.stdout.str()
+    shuffled.assert_outcomes(passed=8)
+    assert f"def_keyword: reference #{DEF_FEATURE} -> candidate #{moved_to}" in out, out
+    assert f"reference #{DEF_FEATURE} runs as candidate #{moved_to} (decoder cos 1.000)" in out, out
+
+    # (d) the def feature zeroed: def_keyword rebinds to another feature; reported, and it fails under --interp-compare
+    zeroed = compare(pytester, candidates["def-zeroed"])
+    out = zeroed.stdout.str()
+    assert zeroed.ret == 1
+    assert f"def_keyword: #{DEF_FEATURE} on the reference, #" in out and f"best match of #{DEF_FEATURE} is #{DEF_FEATURE} at cos 1.00" in out, out
+    assert f"FAIL cases/tiny-stdlib.yaml:{line_of(ROOT / 'cases' / 'tiny-stdlib.yaml', '  def_keyword:')}  feature_identity [def_keyword = #" in out, out
+
+
+def test_recording_never_lands_on_a_candidate_and_promotion_is_explicit(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:
+    cases = recorded_repo(pytester)
+    saved = cases / "index.yaml.baseline.json"
+    before = saved.read_bytes()
+    refused = pytester.runpytest("cases/index.yaml", "--interp-sae", str(candidates["noisy"]), "--interp-update")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert "add --interp-promote to make the candidate the new reference" in refused.stderr.str()
+    assert saved.read_bytes() == before
+    promoted = pytester.runpytest("cases/index.yaml", "--interp-sae", str(candidates["noisy"]), "--interp-update", "--interp-promote", "-p", "no:cacheprovider")
+    assert "promoted the candidate's values in" in promoted.stdout.str()
+    entry = json.loads(saved.read_text())["cases"]["def-by-index"]["tiny-stdlib-res/blocks.1.hook_resid_pre"]
+    assert entry["sae"] == str(candidates["noisy"])
+    after = pytester.runpytest("cases/index.yaml", "--interp-sae", str(candidates["noisy"]), "--interp-compare", "-p", "no:cacheprovider")
+    after.stdout.fnmatch_lines(["*drift from the reference baselines: 0 of 3 compared values out of tolerance*"])
+
+
+def test_compare_fails_on_a_missing_or_unreadable_baseline_and_names_the_command(pytester: pytest.Pytester) -> None:
+    cases = pytester.path / "cases"
+    cases.mkdir()
+    (cases / "index.yaml").write_text(INDEX_BOUND)
+    missing = pytester.runpytest("cases/", "--interp-compare", "-p", "no:cacheprovider")
+    missing.assert_outcomes(failed=1)
+    assert "no baseline for expect[0].fires of case 'def-by-index'" in missing.stdout.str()
+    assert "record it on the reference with `pytest cases/index.yaml --interp-update`" in missing.stdout.str()
+    (cases / "index.yaml.baseline.json").write_text("oops")
+    broken = pytester.runpytest("cases/", "--interp-compare", "-p", "no:cacheprovider")
+    broken.assert_outcomes(failed=1)
+    assert "unreadable baseline" in broken.stdout.str() and "Traceback" not in broken.stdout.str()
+
+
+def test_markdown_summary_holds_the_drift_table(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:
+    recorded_repo(pytester)
+    md = pytester.path / "drift.md"
+    pytester.runpytest("cases/index.yaml", "--interp-sae", str(candidates["noisy"]), "--interp-compare", "--interp-md", str(md), "-p", "no:cacheprovider")
+    text = md.read_text()
+    assert text.startswith("## interp-tests") and "### Drift from the reference baselines" in text
+    assert "| ❌ | `cases/index.yaml:" in text and "| fires |" in text, text
+
+
+def test_prefetch_loads_every_target_and_runs_no_case(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:
+    cases = pytester.path / "cases"
+    cases.mkdir()
+    (cases / "index.yaml").write_text(INDEX_BOUND)
+    result = pytester.runpytest("cases/", "--interp-prefetch", "--interp-sae", str(candidates["identical"]), "-p", "no:cacheprovider")
+    assert result.ret == 0
+    out = result.stdout.str()
+    assert f"prefetched tiny-stdlib + {candidates['identical']} at blocks.1.hook_resid_pre (reference tiny-stdlib-res/blocks.1.hook_resid_pre too)" in out
+    assert "1 deselected" in out
+    (cases / "index.yaml").write_text(INDEX_BOUND.replace("release: tiny-stdlib-res", "release: no-such-release"))
+    failed = pytester.runpytest("cases/", "--interp-prefetch", "-p", "no:cacheprovider")
+    assert failed.ret == 1 and "unknown SAE release 'no-such-release'" in failed.stdout.str() + failed.stderr.str()
