@@ -1,0 +1,143 @@
+"""Baselines that never lie or get lost: one file per case file, keys that survive any id, reads that fail
+loudly, writes only after a complete run, file modes kept, unique JUnit names."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from .helpers import BUNDLED_TARGET, case_file
+
+REFERENCE = "tiny-stdlib-res/blocks.1.hook_resid_pre"
+TWO_CASES = """\
+texts:
+  prose: ["Return the number of items in the list.", "See the documentation for more details."]
+cases:
+  - id: "odd [id] with::colons"
+    on: prose
+    expect:
+      - l0: {min: 0}
+      - l0: {max: 100000}
+      - mse: {max: 1000}
+  - id: plain
+    on: prose
+    expect:
+      - cosine: {min: -1}
+"""
+
+
+def test_yaml_and_yml_of_one_name_keep_separate_baselines(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "suite", TWO_CASES)
+    (pytester.path / "cases" / "suite.yml").write_text(BUNDLED_TARGET + TWO_CASES.replace("id: plain", "id: other"))
+    pytester.runpytest("--interp-update").assert_outcomes(passed=4)
+    yaml_ids = set(json.loads((pytester.path / "cases" / "suite.yaml.baseline.json").read_text())["cases"])
+    yml_ids = set(json.loads((pytester.path / "cases" / "suite.yml.baseline.json").read_text())["cases"])
+    assert yaml_ids == {"odd [id] with::colons", "plain"} and yml_ids == {"odd [id] with::colons", "other"}
+
+
+def test_an_id_with_brackets_and_colons_survives_updates_and_can_be_selected(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "suite", TWO_CASES)
+    first = pytester.runpytest("--interp-update")
+    first.assert_outcomes(passed=2)
+    assert "stale" not in first.stdout.str()
+    second = pytester.runpytest("--interp-update")
+    assert "stale" not in second.stdout.str()
+    assert "odd [id] with::colons" in json.loads((pytester.path / "cases" / "suite.yaml.baseline.json").read_text())["cases"]
+    selected = pytester.runpytest("cases/suite.yaml::odd [id] with:_:colons")  # `::` in an id is written `:_:`
+    selected.assert_outcomes(passed=1)
+
+
+def test_two_checks_of_one_kind_get_unique_junit_names(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "suite", TWO_CASES)
+    xml = pytester.path / "j.xml"
+    pytester.runpytest(f"--junitxml={xml}").assert_outcomes(passed=2)
+    case = next(tc for tc in ET.parse(xml).getroot().iter("testcase") if tc.get("name", "").startswith("odd"))
+    names = [p.get("name") for p in case.iter("property")]
+    assert names == ["l0[0].observed", "l0[1].observed", "mse.observed"], names
+    assert len({p.get("value") for p in case.iter("property") if p.get("name", "").startswith("l0")}) == 1  # the same l0, twice
+
+
+@pytest.mark.parametrize("content", ['"oops"', "{\"version\": 2, \"case_file\": \"suite.yaml\", \"cases\": {\"plain\": \"oops\"}}", "not json"])
+def test_a_broken_baseline_fails_compare_and_update_replaces_what_it_records(pytester: pytest.Pytester, content: str) -> None:
+    case_file(pytester, "suite", TWO_CASES)
+    saved = pytester.path / "cases" / "suite.yaml.baseline.json"
+    saved.write_text(content)
+    compared = pytester.runpytest("--interp-compare")
+    compared.assert_outcomes(failed=2)
+    out = compared.stdout.str()
+    assert "Traceback" not in out and ("unreadable baseline" in out or "not a version-2 baseline" in out or "no baseline for" in out), out
+    updated = pytester.runpytest("--interp-update")
+    out = updated.stdout.str()
+    if content == "not json" or content == '"oops"':  # a file that cannot be parsed is never overwritten blindly
+        assert "not handled" in out and saved.read_text() == content, out
+        assert updated.ret == 1
+    else:
+        assert "malformed entries replaced or dropped" in out, out
+        assert set(json.loads(saved.read_text())["cases"]) == {"odd [id] with::colons", "plain"}
+
+
+def test_malformed_values_are_named_not_crashed_on(tmp_path: Path) -> None:
+    from interp_tests import baseline
+
+    path = tmp_path / "a.yaml.baseline.json"
+    path.write_text('{"version": 2, "case_file": "a.yaml", "cases": {"c": {"s": {"sae": "s", "checks": {"expect[0].l0": {"x": 1}}}},'
+                    ' "d": {"s": {"sae": "s", "checks": {"expect[0].l0": 1' + "0" * 400 + '}}}, "e": {"s": {"sae": "s", "checks": {"expect[0].l0": 2.5}}}}}')
+    read = baseline.read(path)
+    assert set(read.entries) == {"e"} and read.entries["e"]["s"].checks == {"expect[0].l0": 2.5}
+    assert any("expected a number or a string" in p for p in read.problems) and any("out of range" in p for p in read.problems)
+
+
+def test_update_keeps_the_file_mode_and_reports_an_unwritable_baseline(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "suite", TWO_CASES)
+    pytester.runpytest("--interp-update").assert_outcomes(passed=2)
+    saved = pytester.path / "cases" / "suite.yaml.baseline.json"
+    os.chmod(saved, 0o644)
+    pytester.runpytest("--interp-update")
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o644
+    saved.unlink()
+    saved.mkdir()  # cannot be replaced by a file (root ignores permission bits, so a directory stands in)
+    blocked = pytester.runpytest("--interp-update")
+    assert blocked.ret == 1 and "Traceback" not in blocked.stdout.str()
+    assert f"baseline of {pytester.path / 'cases' / 'suite.yaml'} not handled" in blocked.stdout.str()
+
+
+SLOW_TEST = """\
+import pathlib, time
+def test_zz_slow():
+    pathlib.Path("started").write_text("x")
+    time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_an_interrupted_update_leaves_the_baseline_byte_identical(pytester: pytest.Pytester, sig: signal.Signals) -> None:
+    path = case_file(pytester, "suite", TWO_CASES)
+    pytester.runpytest("--interp-update").assert_outcomes(passed=2)
+    saved = pytester.path / "cases" / "suite.yaml.baseline.json"
+    before = saved.read_bytes()
+    path.write_text(path.read_text().replace("cosine: {min: -1}", "cosine: {min: -1}\n      - mse: {max: 1000}"))  # values to record
+    (pytester.path / "test_zz.py").write_text(SLOW_TEST)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "cases/suite.yaml", "test_zz.py", "--interp-update", "-p", "no:cacheprovider"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (pytester.path / "started").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert saved.read_bytes() == before, out
+    if sig == signal.SIGINT:
+        assert "NOT updated: the run did not complete" in out, out
+    assert [p.name for p in saved.parent.iterdir() if p.name.endswith(".tmp")] == []
