@@ -171,7 +171,7 @@ def load(args: argparse.Namespace) -> Target:
 
 
 def no_links_note(target: Target) -> str:
-    return f"Neuronpedia: the SAE registry has no Neuronpedia id for {target.label}, so no feature links are shown"
+    return f"Neuronpedia: no id for {target.label} in the SAE registry, so no links"
 
 
 # ----------------------------------------------------------------------------- inspect
@@ -189,7 +189,7 @@ def cmd_inspect(args: argparse.Namespace, out: IO[str]) -> None:
     if args.json:
         emit_json({"command": "inspect", **header(target), "k": args.k, "neuronpedia_id": target.np_id, "texts": [inspected_json(target, r) for r in results]}, out)
         return
-    out.write(f"{target.spec.model} + {target.label} at {target.hook} (d_sae {target.d_sae}): top {args.k} features per token\n")
+    out.write(f"SAE {target.label} (d_sae {target.d_sae})\nmodel {target.spec.model}, hook {target.hook}: top {args.k} features per token\n")
     if target.np_id is None:
         out.write(no_links_note(target) + "\n")
     for n, r in enumerate(results, start=1):
@@ -235,7 +235,7 @@ def cmd_feature(args: argparse.Namespace, out: IO[str]) -> None:
     if args.file:
         path = Path(args.file)
         if not path.is_file():
-            raise InputError(f"cannot read --file {args.file!r}: no such file")
+            raise InputError(f"cannot read --file {args.file!r}: no such file (or not a regular file)")
         docs, source = iter_documents(path, per_line=args.lines), f"file {args.file}"
     elif args.text:
         docs, source = check_texts(args.text), f"{len(args.text)} inline texts"
@@ -297,9 +297,11 @@ def context_line(tokens: Sequence[str], position: int, width: int) -> str:
 
 def render_card(target: Target, c: FeatureCard) -> str:
     lines = [
-        f"feature #{c.feature} of {target.label} on {target.spec.model} at {target.hook} (d_sae {target.d_sae})",
+        f"feature #{c.feature} of SAE {target.label} (d_sae {target.d_sae})",
+        f"model {target.spec.model}, hook {target.hook}",
         f"Neuronpedia: {c.url}" if c.url else no_links_note(target),
-        f"source: {c.source}: {c.documents:,} documents, {c.windows:,} windows of <= {c.context} tokens (BOS included)",
+        f"source: {c.source}",
+        f"  {c.documents:,} documents, {c.windows:,} windows of <= {c.context} tokens (BOS included)",
         f"density: {c.density:.6f} ({c.active:,} of {c.tokens:,} tokens > 0)   max activation {c.max_activation:.4f}",
         "",
     ]

@@ -180,33 +180,30 @@ def inspect_texts(target: Target, texts: list[str], k: int) -> list[Inspected]:
 # ----------------------------------------------------------------------------- documents
 def iter_documents(path: Path, per_line: bool = False, max_chars: int = 100_000) -> Iterator[str]:
     """Documents of a text file, read line by line: blank lines separate documents (or, with `per_line`,
-    every non-blank line is one). A document longer than `max_chars` is cut at a line end into pieces,
-    each its own document, so no single read holds more than about that much text."""
+    every non-blank line is one). No read takes more than `max_chars` characters: a longer document is cut
+    at line ends (a longer line, anywhere) into pieces of at most that much, each its own document."""
     try:
         handle = open(path, encoding="utf-8", errors="replace")
     except OSError as exc:
         raise InputError(f"cannot read --file {str(path)!r}: {exc.strerror or exc}") from None
     with handle:
-        if per_line:
-            for line in handle:
-                line = line.rstrip("\n")
-                while line.strip():
-                    yield line[:max_chars]
-                    line = line[max_chars:]
-            return
         lines: list[str] = []
         size = 0
-        for line in handle:
-            if not line.strip():
+        while line := handle.readline(max_chars):
+            if per_line:
+                if line.strip():
+                    yield line.rstrip("\n")
+                continue
+            if not line.strip() and line.endswith("\n"):
                 if lines:
                     yield "".join(lines).rstrip("\n")
                 lines, size = [], 0
                 continue
-            lines.append(line)
-            size += len(line)
-            if size >= max_chars:
+            if lines and size + len(line) > max_chars:
                 yield "".join(lines).rstrip("\n")
                 lines, size = [], 0
+            lines.append(line)
+            size += len(line)
         if lines:
             yield "".join(lines).rstrip("\n")
 
