@@ -133,28 +133,36 @@ class HookCache:
             for row, i in enumerate(group):
                 self.acts[todo[i]] = act[row, : len(ids[i])]
 
-    @_no_grad_method
     def _forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", self.hook)
-        if m:  # the residual that model(stop_at_layer=L) returns is blocks.L.hook_resid_pre: one block less
-            return self.model(tokens, attention_mask=mask, stop_at_layer=int(m.group(1))).detach()
+        return hook_activations(self.model, self.hook, tokens, mask)
+
+
+def hook_activations(model: HookedTransformer, hook: str, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The activation at `hook` of a (padded) batch of token ids [batch, pos], the forward stopped as early as
+    possible: `blocks.L.hook_resid_pre` is what `model(stop_at_layer=L)` returns (one block less than any other
+    hook of block L); other hooks run up to the end of their block. Runs under inference mode; `mask` is the
+    attention mask of right-padded rows (None: no padding)."""
+    import torch
+
+    with torch.inference_mode():
+        m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", hook)
+        if m:
+            return model(tokens, attention_mask=mask, stop_at_layer=int(m.group(1))).detach()
         store: dict[str, torch.Tensor] = {}
 
         def keep(act: torch.Tensor, hook: Any) -> None:
             store["act"] = act.detach()
 
-        self.model.run_with_hooks(
+        model.run_with_hooks(
             tokens,
             attention_mask=mask,
-            fwd_hooks=[(self.hook, keep)],
-            stop_at_layer=stop_layer(self.hook),
+            fwd_hooks=[(hook, keep)],
+            stop_at_layer=stop_layer(hook),
             return_type=None,
         )
-        if "act" not in store:
-            raise CaseError(f"hook {self.hook!r} did not fire on the forward pass")
-        return store["act"]
-
-
+    if "act" not in store:
+        raise CaseError(f"hook {hook!r} did not fire on the forward pass")
+    return store["act"]
 
 
 def padded(model: HookedTransformer, ids: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,7 @@
+"""`python -m interp_tests ...` runs the `interp-tests` command line."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())
