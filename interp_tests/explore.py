@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
 
     from .engine import SaeEngine
-    from .schema import CaseFile
+    from .casefile import CaseFile
 
 DEFAULT_MODEL = "tiny-stdlib"
 DEFAULT_SAE = SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre")
@@ -64,7 +64,7 @@ def parse_sae_spec(value: str, cwd: Path) -> SaeRef:
 
 def target_spec(model: str | None = None, sae: str | None = None, case: str | None = None, cwd: Path | None = None) -> TargetSpec:
     """The target: `case`'s (its first SAE unless `sae` is given), else `model` + `sae`, else the bundled pair."""
-    from .schema import load_case_file
+    from .casefile import load_case_file
 
     cwd = cwd or Path.cwd()
     ref = parse_sae_spec(sae, cwd) if sae is not None else None
