@@ -92,6 +92,8 @@ DEFAULT_TOLERANCE: dict[str, Tolerance] = {
     "kl": ACTIVATION,
     "generates": EXACT,  # the exact continuation
     "matched": SCORE,
+    "density": Tolerance(abs=1e-4, rel=0.1),
+    "dense_fraction": SCORE,
 }
 
 

@@ -22,6 +22,7 @@ class CaseFile:
     path: Path  # as shown in messages (relative to where the run started, when below it)
     model: CaseFileModel
     source: Source
+    base: Path = Path(".")  # the file's directory: relative paths in it (SAE path, corpus path) start here
 
     def line(self, *loc: str | int) -> int:
         return self.source.line_of(loc)
@@ -30,14 +31,14 @@ class CaseFile:
         return f"{self.path}:{self.line(*loc)}"
 
 
-def parse_case_file(source: Source) -> CaseFile:
+def parse_case_file(source: Source, base: Path | None = None) -> CaseFile:
     try:
         model = CaseFileModel.model_validate(source.data)
     except ValidationError as exc:
         raise CaseFileError(validation_problems(exc, source)) from None
     except (RecursionError, MemoryError) as exc:
         raise CaseFileError([f"{source.path}:1: <file>: the file is too deeply nested or too large to validate ({type(exc).__name__}): simplify it"]) from None
-    cf = CaseFile(source.path, model, source)
+    cf = CaseFile(source.path, model, source, base if base is not None else source.path.parent)
     problems = reference_problems(cf)
     if problems:
         raise CaseFileError(problems)
@@ -46,4 +47,4 @@ def parse_case_file(source: Source) -> CaseFile:
 
 def load_case_file(path: Path, display: Path | None = None) -> CaseFile:
     """Parse and validate a case file; messages name it as `display` (default: `path`)."""
-    return parse_case_file(load_yaml(path, display))
+    return parse_case_file(load_yaml(path, display), path.resolve().parent)

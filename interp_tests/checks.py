@@ -11,7 +11,7 @@ from typing import Any
 from . import schema
 from .context import CheckContext
 from .errors import InterpTestsError
-from .feature_checks import check_fires, check_most_active, check_separates, check_silent, check_top_k
+from .feature_checks import check_density, check_fires, check_most_active, check_separates, check_silent, check_top_k
 from .identity_checks import check_matched
 from .recon_checks import check_loss, check_reconstruction
 from .steering_checks import check_generates, check_kl, check_logprob_shift
@@ -25,6 +25,7 @@ CHECKS: dict[str, CheckFunction] = {
     "separates": check_separates,
     "top_k": check_top_k,
     "most_active": check_most_active,
+    "density": check_density,
     **{name: check_reconstruction for name in schema.RECONSTRUCTION_CHECKS},
     **{name: check_loss for name in schema.LOSS_CHECKS},
     "logprob_shift": check_logprob_shift,

@@ -243,7 +243,7 @@ def cmd_feature(args: argparse.Namespace, out: IO[str]) -> None:
         groups = target.spec.case.model.texts
         if not groups:
             raise InputError(f"case file {str(target.spec.case.path)!r} has no texts: give --file or --text")
-        docs = list(dict.fromkeys(t for texts in groups.values() for t in texts))
+        docs = list(dict.fromkeys(t for name in groups for t in target.spec.case.model.text_list(name)))
         source = f"the text groups of {target.spec.case.path} ({', '.join(groups)})"
     else:
         raise InputError("give the texts to read: --file PATH, --text TEXT (repeatable), or --case FILE for its text groups")
@@ -340,7 +340,7 @@ def cmd_draft(args: argparse.Namespace, out: IO[str]) -> None:
             if name not in have:
                 raise InputError(f"--positive/--negative name text groups of {args.case} with --case: no group {name!r} (groups: {', '.join(have) or 'none'})")
         positive, negative = list(dict.fromkeys(args.positive)), list(dict.fromkeys(args.negative))
-        groups = {g: have[g] for g in dict.fromkeys([*positive, *negative])}
+        groups = {g: target.spec.case.model.text_list(g) for g in dict.fromkeys([*positive, *negative])}
     else:
         positive, negative = ["positive"], ["negative"]
         groups = {"positive": tuple(args.positive), "negative": tuple(args.negative)}

@@ -11,6 +11,7 @@ from .verdict import short
 
 if TYPE_CHECKING:
     from .casefile import CaseFile
+    from .corpus import Corpus
     from .engine import SaeEngine
 
 Loc = tuple[str | int, ...]
@@ -157,6 +158,16 @@ class CheckContext:
         """(label, text) pairs: the check's own groups, else the case's on/text/texts."""
         return labelled_texts(self.case_file, self.case, on)
 
+    def corpus(self, on: tuple[str, ...] | None) -> Corpus | None:
+        """The corpus a check reads, when its groups (or the case's) are one corpus group."""
+        from .corpus import Corpus
+
+        groups = on if on is not None else self.case.on
+        if groups is None or len(groups) != 1:
+            return None
+        spec = self.case_file.model.corpus(groups[0])
+        return Corpus(spec, self.case_file.base, groups[0]) if spec is not None else None
+
     def feature(self, ref: int | str) -> tuple[int, str]:
         """The feature index a check's `feature:` resolves to, and its label ("name = #index")."""
         index = self.features(ref, (*self.loc, self.name, "feature"))
@@ -167,7 +178,7 @@ def labelled_texts(case_file: CaseFile, case: schema.Case, on: tuple[str, ...] |
     """(label, text) pairs of a check: its own groups, else the case's on/text/texts."""
     groups = on if on is not None else case.on
     if groups is not None:
-        return [(g, t) for g in groups for t in case_file.model.texts[g]]
+        return [(g, t) for g in groups for t in case_file.model.text_list(g)]
     if case.text is not None:
         return [("text", case.text)]
     if case.texts is not None:

@@ -207,6 +207,8 @@ class SaeEngine:
     loss_cache: dict[str, TextLoss] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     steer_cache: dict[Any, Any] = field(default_factory=dict)
+    corpus_cache: dict[Any, Any] = field(default_factory=dict)  # (corpus spec, base) -> corpus_stats.CorpusStats
+    progress: Callable[[str], None] | None = None  # where a long corpus pass reports how far it is
 
     @property
     def model(self) -> HookedTransformer:

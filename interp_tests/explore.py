@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from sae_lens import SAE
     from transformer_lens import HookedTransformer
 
-    from .engine import SaeEngine
     from .casefile import CaseFile
+    from .engine import SaeEngine
 
 DEFAULT_MODEL = "tiny-stdlib"
 DEFAULT_SAE = SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre")

@@ -15,6 +15,7 @@ from .verdict import Heatmap, Row, Verdict, failing_first, fmt, short
 if TYPE_CHECKING:
     import torch
 
+    from .corpus import Corpus
     from .engine import TextActs
 
 MAX_HEATMAPS = 24  # texts per verdict whose per-token activations are kept for visual reports
@@ -43,9 +44,64 @@ def missing_token(label: str, acts: TextActs, token: str) -> str:
     return f"token {token!r} does not occur in {label} {short(acts.text)}; its tokens: {shown!r}{more}"
 
 
+def _corpus_fires_or_silent(ctx: CheckContext, params: schema.Fires | schema.Silent, corpus: Corpus, feature: int, feature_label: str) -> Verdict:
+    from .corpus_pass import corpus_stats
+    from .recon_checks import corpus_summary, corpus_values
+
+    stats = corpus_stats(ctx.engine, corpus, progress=ctx.engine.progress)
+    assert stats.max_act is not None  # a pass with tokens sets it
+    observed = float(stats.max_act[feature])
+    fires = isinstance(params, schema.Fires)
+    ok = observed > params.min if isinstance(params, schema.Fires) else observed <= params.max
+    bound = f"> {fmt(params.min)}" if isinstance(params, schema.Fires) else f"<= {fmt(params.max)}"
+    return Verdict(
+        check="fires" if fires else "silent",
+        where=ctx.where,
+        ok=ok,
+        expected=f"max activation over the corpus {bound}",
+        observed=observed,
+        summary=f"largest activation over {corpus_summary(corpus, stats)} (density {stats.density(feature):.6f})",
+        feature=feature_label,
+        extra=corpus_values(stats),
+    )
+
+
+def check_density(ctx: CheckContext, params: schema.Density) -> Verdict:
+    import torch
+
+    from .corpus_pass import corpus_stats
+    from .recon_checks import corpus_summary, corpus_values
+
+    feature, feature_label = ctx.feature(params.feature)
+    corpus = ctx.corpus(params.on)
+    if corpus is not None:
+        stats = corpus_stats(ctx.engine, corpus, progress=ctx.engine.progress)
+        observed = stats.density(feature)
+        summary, extra = f"firing frequency over {corpus_summary(corpus, stats)}", corpus_values(stats)
+    else:
+        pairs = ctx.texts(params.on)
+        acts = ctx.engine.acts([t for _, t in pairs])
+        column = torch.cat([a.dense()[:, feature] for a in acts])
+        observed = float((column > 0).double().mean())
+        summary, extra = f"fraction of the {column.shape[0]} tokens of {len(acts)} texts where the feature is > 0", ()
+    return Verdict(
+        check="density",
+        where=ctx.where,
+        ok=params.min <= observed <= params.max,
+        expected=f"in [{fmt(params.min)}, {fmt(params.max)}]",
+        observed=observed,
+        summary=summary,
+        feature=feature_label,
+        extra=extra,
+    )
+
+
 def _fires_or_silent(ctx: CheckContext, params: schema.Fires | schema.Silent) -> Verdict:
     fires = isinstance(params, schema.Fires)
     feature, feature_label = ctx.feature(params.feature)
+    corpus = ctx.corpus(params.on)
+    if corpus is not None:
+        return _corpus_fires_or_silent(ctx, params, corpus, feature, feature_label)
     pairs = ctx.texts(params.on)
     acts = ctx.engine.acts([t for _, t in pairs])
     rows: list[Row] = []

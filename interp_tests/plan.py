@@ -77,7 +77,7 @@ class CasePlan:
             params = expectation.params
             for attr in ("on", "positive", "negative"):
                 for group in getattr(params, attr, None) or ():
-                    out.extend(model.texts.get(group, ()))
+                    out.extend(model.text_list(group))
         return list(dict.fromkeys(out))
 
 

@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING
 from . import metrics, schema
 from .context import CheckContext
 from .errors import CaseError
-from .verdict import Table, Verdict, fmt, short
+from .verdict import Table, Value, Verdict, fmt, short
 
 if TYPE_CHECKING:
     import torch
+
+    from .corpus import Corpus
+    from .corpus_stats import CorpusStats
 
 RECONSTRUCTION: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], float]] = {
     "explained_variance": lambda x, x_hat, feats: metrics.explained_variance(x, x_hat),
@@ -24,6 +27,7 @@ RECONSTRUCTION: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], f
 }
 
 DEFINITION = {
+    "dense_fraction": "fraction of features active on more than a given share of tokens",
     "explained_variance": "1 - sum||x - x_hat||^2 / sum||x - mu||^2 over pooled tokens",
     "explained_variance_legacy": "mean over tokens of 1 - ||x - x_hat||^2 / ||x - mu||^2",
     "mse": "mean over elements of (x - x_hat)^2",
@@ -54,11 +58,18 @@ def expected_range(lo: float | None, hi: float | None) -> str:
     return f">= {fmt(lo)}" if lo is not None else f"<= {fmt(hi)}"
 
 
-def registry_bounds(ctx: CheckContext, params: schema.RegistryBound) -> tuple[float | None, float | None, str]:
-    """(min, max, note) of an `l0` / `explained_variance` check given as {registry: true, tolerance}."""
+def registry_bounds(ctx: CheckContext, params: schema.RegistryBound, tokens: int) -> tuple[float | None, float | None, str]:
+    """(min, max, note) of an `l0` / `explained_variance` check given as {registry: true, tolerance}; the
+    registry's values are dataset-level, so the check needs a corpus of REGISTRY_MIN_TOKENS tokens or more."""
+    from .corpus_pass import REGISTRY_MIN_TOKENS
     from .registry import published
 
     name = params.check
+    if tokens < REGISTRY_MIN_TOKENS:
+        raise CaseError(
+            f"{ctx.where}: {name}: registry: true compares with a dataset-level value, measured here on {tokens:,} tokens: "
+            f"give the check a corpus of at least {REGISTRY_MIN_TOKENS:,} tokens (texts: {{NAME: {{corpus: {{path: FILE, tokens: N}}}}}}, on: NAME)"
+        )
     engine = ctx.engine
     owner = engine.reference if engine.reference is not None else engine.ref  # a candidate is held to the reference's value
     label = owner.label if owner is not None else engine.label
@@ -76,13 +87,55 @@ def registry_bounds(ctx: CheckContext, params: schema.RegistryBound) -> tuple[fl
     return value - tolerance, None, note
 
 
+def corpus_values(stats: CorpusStats) -> tuple[tuple[str, Value], ...]:
+    return (("corpus_tokens", float(stats.tokens)), ("corpus_tokens_per_second", stats.tokens_per_second), ("corpus_sha256", stats.content_hash))
+
+
+def corpus_summary(corpus: Corpus, stats: CorpusStats) -> str:
+    return f"{corpus.describe()}: sha256 {stats.content_hash[:12]}, {stats.tokens:,} tokens in {stats.windows:,} windows, {stats.tokens_per_second:,.0f} tokens/s"
+
+
+def _corpus_reconstruction(ctx: CheckContext, params: schema.Check, corpus: Corpus) -> Verdict:
+    from .corpus_pass import corpus_stats
+
+    name = params.check
+    stats = corpus_stats(ctx.engine, corpus, legacy=name == "explained_variance_legacy", progress=ctx.engine.progress)
+    observed = stats.dense_fraction(params.above) if isinstance(params, schema.DenseFraction) else float(getattr(stats, name))
+    lo, hi = bounds(params)
+    notes: tuple[str, ...] = ()
+    if isinstance(params, schema.RegistryBound) and params.registry:
+        lo, hi, note = registry_bounds(ctx, params, stats.tokens)
+        notes = (note,)
+    return Verdict(
+        check=name,
+        where=ctx.where,
+        ok=within(observed, lo, hi),
+        expected=expected_range(lo, hi),
+        observed=observed,
+        summary=f"{DEFINITION[name]} over {corpus_summary(corpus, stats)}",
+        notes=notes,
+        extra=corpus_values(stats),
+    )
+
+
+def dense_fraction(feats: torch.Tensor, above: float) -> float:
+    return float(((feats > 0).double().mean(0) > above).double().mean())
+
+
 def check_reconstruction(ctx: CheckContext, params: schema.Check) -> Verdict:
     import torch
 
     name = params.check
+    corpus = ctx.corpus(getattr(params, "on", None))
+    if corpus is not None:
+        return _corpus_reconstruction(ctx, params, corpus)
     pairs = ctx.texts(getattr(params, "on", None))
     acts = ctx.engine.acts([t for _, t in pairs])
-    measure = RECONSTRUCTION[name]
+    if isinstance(params, schema.DenseFraction):
+        above = params.above
+        measure: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], float] = lambda x, x_hat, feats: dense_fraction(feats, above)  # noqa: E731
+    else:
+        measure = RECONSTRUCTION[name]
     dense = [a.dense() for a in acts]
     x = torch.cat([a.x for a in acts])
     x_hat = torch.cat([a.x_hat for a in acts])
@@ -92,7 +145,7 @@ def check_reconstruction(ctx: CheckContext, params: schema.Check) -> Verdict:
     lo, hi = bounds(params)
     notes: tuple[str, ...] = ()
     if isinstance(params, schema.RegistryBound) and params.registry:
-        lo, hi, note = registry_bounds(ctx, params)
+        lo, hi, note = registry_bounds(ctx, params, int(x.shape[0]))
         notes = (note,)
     rows = tuple((label, short(a.text), str(len(a.tokens)), fmt(measure(a.x, a.x_hat, d))) for (label, _), a, d in zip(pairs, acts, dense))
     return Verdict(
@@ -107,10 +160,37 @@ def check_reconstruction(ctx: CheckContext, params: schema.Check) -> Verdict:
     )
 
 
+def _corpus_loss(ctx: CheckContext, params: schema.Check, corpus: Corpus) -> Verdict:
+    from .corpus_pass import corpus_stats
+
+    name = params.check
+    stats = corpus_stats(ctx.engine, corpus, loss=True, progress=ctx.engine.progress)
+    if stats.predictions == 0:
+        raise CaseError(f"{ctx.where}: {name} needs windows of at least 3 tokens (it scores the predictions at positions 1 .. n-2)")
+    observed = float(getattr(stats, name))
+    lo, hi = bounds(params)
+    ce = {k: stats.ce(k) for k in ("orig", "sae", "zero")}
+    return Verdict(
+        check=name,
+        where=ctx.where,
+        ok=within(observed, lo, hi),
+        expected=expected_range(lo, hi),
+        observed=observed,
+        summary=(
+            f"{DEFINITION[name]} over {stats.predictions:,} predictions of {corpus_summary(corpus, stats)}; "
+            f"CE orig {fmt(ce['orig'])}, sae {fmt(ce['sae'])}, zero {fmt(ce['zero'])}, KL {fmt(stats.kl_div)}"
+        ),
+        extra=(("ce_orig", ce["orig"]), ("ce_sae", ce["sae"]), ("ce_zero", ce["zero"]), *corpus_values(stats)),
+    )
+
+
 def check_loss(ctx: CheckContext, params: schema.Check) -> Verdict:
     import torch
 
     name = params.check
+    corpus = ctx.corpus(getattr(params, "on", None))
+    if corpus is not None:
+        return _corpus_loss(ctx, params, corpus)
     pairs = ctx.texts(getattr(params, "on", None))
     losses = ctx.engine.losses([t for _, t in pairs])
     n = sum(int(loss.ce_orig.numel()) for loss in losses)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .echo import echo
 from .hints import suggest
-from .schema import IDENTITY_CHECKS, STEERING_CHECKS, MostActiveOn
+from .schema import CORPUS_CHECKS, IDENTITY_CHECKS, STEERING_CHECKS, MostActiveOn
 from .yaml_source import format_loc
 
 if TYPE_CHECKING:
@@ -28,6 +28,15 @@ def reference_problems(cf: CaseFile) -> list[str]:
                 known = ", ".join(m.texts) or "none: add a top-level texts: mapping"
                 bad(loc, f"unknown text group {echo(g)}{suggest(g, m.texts)}; groups: {known}")
 
+    def check_corpus_use(name: str, groups: tuple[str, ...] | None, loc: tuple[str | int, ...]) -> None:
+        corpora = [g for g in groups or () if m.corpus(g) is not None]
+        if not corpora:
+            return
+        if name not in CORPUS_CHECKS:
+            bad(loc, f"{name} reads texts one by one; {echo(corpora[0])} is a corpus (corpus groups serve {', '.join(CORPUS_CHECKS)})")
+        elif len(groups or ()) > 1:
+            bad(loc, f"a corpus group is read alone: give {name} one corpus ({echo(corpora[0])}) or only lists of texts")
+
     def check_feature(ref: int | str, loc: tuple[str | int, ...]) -> None:
         if isinstance(ref, str) and ref not in m.features:
             known = ", ".join(m.features) or "none: add a top-level features: mapping or use an index"
@@ -40,6 +49,10 @@ def reference_problems(cf: CaseFile) -> list[str]:
         else:
             ids[case.id] = i
         check_groups(case.on, ("cases", i, "on"))
+        if case.on is not None and any(m.corpus(g) is not None for g in case.on):
+            for exp in case.expect:
+                if getattr(exp.params, "on", None) is None and exp.name not in STEERING_CHECKS + IDENTITY_CHECKS:
+                    check_corpus_use(exp.name, case.on, ("cases", i, "on"))
         has_texts = case.on is not None or case.text is not None or case.texts is not None
         if case.steer is not None:
             check_feature(case.steer.feature, ("cases", i, "steer", "feature"))
@@ -62,10 +75,12 @@ def reference_problems(cf: CaseFile) -> list[str]:
             for key in ("positive", "negative"):
                 if hasattr(p, key):
                     check_groups(getattr(p, key), (*loc, key))
+                    check_corpus_use(name, getattr(p, key), (*loc, key))
             if name == "separates":
                 continue
             on = getattr(p, "on", None)
             check_groups(on, (*loc, "on"))
+            check_corpus_use(name, on, (*loc, "on"))
             if on is None and not has_texts:
                 bad(loc, f"{name} needs texts: give the case on:, text: or texts:, or the check its own on:")
     for name, fdef in m.features.items():

@@ -210,6 +210,30 @@ class Generates(Check):
         return self
 
 
+class Density(Check):
+    """Firing frequency of one feature (fraction of tokens where it is > 0) within [min, max]."""
+
+    check: ClassVar[str] = "density"
+    feature: FeatureRef
+    min: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    max: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    on: Groups | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Density:
+        _ordered(self.min, self.max)
+        return self
+
+
+class DenseFraction(Check):
+    """Fraction of features whose firing frequency is above `above` (default 0.1)."""
+
+    check: ClassVar[str] = "dense_fraction"
+    max: float
+    above: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    on: Groups | None = None
+
+
 class Matched(Check):
     """The feature survives retraining: its best match in a candidate SAE has decoder cosine >= min_cosine."""
 
@@ -254,11 +278,12 @@ class KlDiv(MaxBound):
     check: ClassVar[str] = "kl_div"
 
 
-FEATURE_CHECKS = ("fires", "silent", "separates", "top_k", "most_active")
-RECONSTRUCTION_CHECKS = ("explained_variance", "explained_variance_legacy", "mse", "cosine", "l0", "dead_fraction")
+FEATURE_CHECKS = ("fires", "silent", "separates", "top_k", "most_active", "density")
+RECONSTRUCTION_CHECKS = ("explained_variance", "explained_variance_legacy", "mse", "cosine", "l0", "dead_fraction", "dense_fraction")
 LOSS_CHECKS = ("ce_loss_score", "delta_loss", "kl_div")
 STEERING_CHECKS = ("logprob_shift", "kl", "generates")
 IDENTITY_CHECKS = ("matched",)  # about the SAE's weights: no texts
+CORPUS_CHECKS = ("fires", "silent", "density", *RECONSTRUCTION_CHECKS, *LOSS_CHECKS)  # checks that take a corpus group
 ALL_CHECKS = FEATURE_CHECKS + RECONSTRUCTION_CHECKS + LOSS_CHECKS + STEERING_CHECKS + IDENTITY_CHECKS
 
 PARAMS: dict[str, type[Check]] = {
@@ -267,7 +292,7 @@ PARAMS: dict[str, type[Check]] = {
         Fires, Silent, Separates, TopK, MostActive,
         ExplainedVariance, ExplainedVarianceLegacy, Mse, Cosine, L0, DeadFraction,
         CeLossScore, DeltaLoss, KlDiv,
-        LogprobShift, Kl, Generates, Matched,
+        LogprobShift, Kl, Generates, Matched, Density, DenseFraction,
     )
 }
 
@@ -418,9 +443,48 @@ FeatureDef = Annotated[
 ]
 
 
+class CorpusSpec(Frozen):
+    """A corpus as a text group: a local file (path, relative to the case file) or a Hugging Face dataset."""
+
+    path: Annotated[str, Field(min_length=1)] | None = None
+    dataset: Annotated[str, Field(min_length=1)] | None = None
+    bundled: Literal["tiny-stdlib-heldout"] | None = None  # a corpus shipped with interp-tests
+    split: Annotated[str, Field(min_length=1)] | None = None
+    field: Annotated[str, Field(min_length=1)] = "text"
+    tokens: Annotated[int, Field(ge=1, le=10**10)] = 50_000
+    context: Annotated[int, Field(ge=2, le=1_000_000)] = 128
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CorpusSpec:
+        if sum(x is not None for x in (self.path, self.dataset, self.bundled)) != 1:
+            raise ValueError("give exactly one of path (a .txt, .jsonl or .parquet file), dataset (a Hugging Face dataset name) or bundled (tiny-stdlib-heldout)")
+        if self.split is not None and self.dataset is None:
+            raise ValueError("split goes with dataset")
+        return self
+
+    @property
+    def dataset_split(self) -> str:
+        return self.split or "train"
+
+
+class CorpusGroup(Frozen):
+    corpus: CorpusSpec
+
+
+def _group_kind(value: Any) -> str:
+    return "#corpus" if isinstance(value, dict) else "#texts"
+
+
+TextGroup = Annotated[
+    Union[Annotated[Annotated[tuple[Text, ...], BeforeValidator(_strings)], Tag("#texts")], Annotated[CorpusGroup, Tag("#corpus")]],  # noqa: UP007
+    Discriminator(_group_kind),
+]
+
+
 class CaseFileModel(Frozen):
     target: Target
-    texts: dict[str, Annotated[tuple[Text, ...], BeforeValidator(_strings)]] = Field(default_factory=dict)
+    texts: dict[str, TextGroup] = Field(default_factory=dict)
     features: dict[str, FeatureDef] = Field(default_factory=dict)
     cases: Annotated[tuple[Case, ...], Field(min_length=1)]
 
@@ -432,5 +496,14 @@ class CaseFileModel(Frozen):
         if isinstance(data.get("cases"), list):
             data = {**data, "cases": tuple(data["cases"])}
         return data
+
+    def corpus(self, group: str) -> CorpusSpec | None:
+        found = self.texts.get(group)
+        return found.corpus if isinstance(found, CorpusGroup) else None
+
+    def text_list(self, group: str) -> tuple[str, ...]:
+        """The texts of a list group (() for a corpus group or an unknown name)."""
+        found = self.texts.get(group)
+        return found if isinstance(found, tuple) else ()
 
 

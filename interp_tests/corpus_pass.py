@@ -1,0 +1,155 @@
+"""One streamed pass of a corpus through a model and an SAE: batches of windows -> stopped forward -> encode
+-> running sums (corpus_stats.py). With `loss`, the full forward runs three times per batch (original, SAE
+reconstruction, zero ablation at the hook) for the loss statistics. No pytest here.
+
+Memory is one batch: windows are read lazily, activations are dropped after each batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .corpus import ContentHash, Corpus, batches
+from .corpus_stats import CorpusStats
+from .engine import hook_activations, padded
+from .errors import CaseError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .engine import SaeEngine
+
+Progress = Callable[[str], None]
+PROGRESS_EVERY_S = 5.0
+REGISTRY_MIN_TOKENS = 10_000  # registry values are dataset-level: compared only on a corpus at least this large
+
+
+def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legacy: bool = False, progress: Progress | None = None) -> CorpusStats:
+    """The corpus's statistics on the engine's SAE, computed once per corpus (more parts on demand)."""
+    key = (corpus.spec, str(corpus.base))
+    cached: CorpusStats | None = engine.corpus_cache.get(key)
+    if cached is not None and (not loss or cached.predictions) and (not legacy or cached.legacy_sum is not None):
+        return cached
+    stats = run_pass(engine, corpus, loss=loss or bool(cached and cached.predictions), progress=progress)
+    if legacy:
+        legacy_pass(engine, corpus, stats)
+    engine.corpus_cache[key] = stats
+    return stats
+
+
+def _windows_batches(engine: SaeEngine, corpus: Corpus) -> Any:
+    import torch
+
+    model = engine.model
+    bos = model.tokenizer.bos_token_id if model.tokenizer is not None else None
+    for group in batches(corpus.windows(model), engine.hooks.batch_tokens):
+        ids = [torch.tensor(w.ids, dtype=torch.long) for w in group]
+        tokens, mask = padded(model, ids)
+        keep = mask.bool() & (tokens != bos)
+        yield group, tokens, mask, keep
+
+
+def _encode(engine: SaeEngine, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    sae = engine.sae
+    feats, recon = [], []
+    for start in range(0, x.shape[0], engine.encode_tokens):
+        chunk = x[start : start + engine.encode_tokens].to(sae.W_enc.dtype)
+        f = sae.encode(chunk)
+        feats.append(f)
+        recon.append(sae.decode(f))
+    if not feats:
+        return x.new_zeros((0, engine.d_sae)), x.new_zeros(x.shape)
+    return torch.cat(feats), torch.cat(recon)
+
+
+def _activations(engine: SaeEngine, tokens: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    act = hook_activations(engine.model, engine.hooks.hook, tokens, mask)
+    act = act.flatten(2) if act.ndim > 3 else act
+    d_in = int(engine.sae.cfg.d_in)
+    if act.shape[-1] != d_in:
+        raise CaseError(
+            f"width mismatch: the SAE {engine.label} takes d_in={d_in}, but hook {engine.hooks.hook!r} gives {act.shape[-1]}: "
+            "the SAE was trained on another model or hook"
+        )
+    return act[keep]
+
+
+def run_pass(engine: SaeEngine, corpus: Corpus, *, loss: bool, progress: Progress | None) -> CorpusStats:
+    import torch
+
+    stats = CorpusStats(d_sae=engine.d_sae)
+    hasher = ContentHash()
+    start = last = time.perf_counter()
+    with torch.inference_mode():
+        for group, tokens, mask, keep in _windows_batches(engine, corpus):
+            hasher.update(tokens * mask)
+            x = _activations(engine, tokens, mask, keep)
+            feats, x_hat = _encode(engine, x)
+            if not (torch.isfinite(x).all() and torch.isfinite(feats).all() and torch.isfinite(x_hat).all()):
+                raise CaseError(f"non-finite values (NaN or inf) in the activations or the SAE's output on {corpus.describe()}: check the weights and --interp-dtype")
+            stats.add(x, x_hat, feats)
+            stats.windows += len(group)
+            if loss:
+                _add_loss(engine, stats, tokens, mask, keep)
+            now = time.perf_counter()
+            if progress is not None and now - last >= PROGRESS_EVERY_S:
+                last = now
+                progress(f"interp-tests: {corpus.describe()} on {engine.label}: {stats.tokens:,} tokens, {stats.tokens / (now - start):,.0f} tokens/s")
+    if stats.tokens == 0:
+        raise CaseError(f"{corpus.describe()} has no tokens: the source holds no documents")
+    stats.content_hash = hasher.hexdigest()
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def legacy_pass(engine: SaeEngine, corpus: Corpus, stats: CorpusStats) -> None:
+    """The per-token (legacy) explained variance needs the corpus mean: a second pass over the same windows."""
+    import torch
+
+    with torch.inference_mode():
+        for _, tokens, mask, keep in _windows_batches(engine, corpus):
+            x = _activations(engine, tokens, mask, keep)
+            _, x_hat = _encode(engine, x)
+            stats.add_legacy(x, x_hat)
+
+
+def _add_loss(engine: SaeEngine, stats: CorpusStats, tokens: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> None:
+    """CE and KL at each window's prediction positions 1 .. n-2 (n its length), the hook replaced at every
+    non-BOS position (the reconstruction, or zeros); BOS positions are never replaced."""
+    import torch
+
+    from . import metrics
+
+    model, sae, hook = engine.model, engine.sae, engine.hooks.hook
+    dtype = sae.W_enc.dtype
+    where = keep.unsqueeze(-1)
+
+    def replace_sae(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        flat = act.flatten(2) if act.ndim > 3 else act
+        recon = sae.decode(sae.encode(flat.to(dtype))).to(flat.dtype)
+        return torch.where(where, recon, flat).reshape(act.shape)
+
+    def replace_zero(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        flat = act.flatten(2) if act.ndim > 3 else act
+        return torch.where(where, torch.zeros_like(flat), flat).reshape(act.shape)
+
+    logits = {
+        "orig": model(tokens, attention_mask=mask),
+        "sae": model.run_with_hooks(tokens, attention_mask=mask, fwd_hooks=[(hook, replace_sae)]),
+        "zero": model.run_with_hooks(tokens, attention_mask=mask, fwd_hooks=[(hook, replace_zero)]),
+    }
+    lengths = mask.sum(-1).tolist()
+    ce: dict[str, list[torch.Tensor]] = {k: [] for k in logits}
+    kl = []
+    for row, n in enumerate(lengths):
+        if n < 3:
+            continue
+        for k, v in logits.items():
+            ce[k].append(metrics.cross_entropy(v[row, :n], tokens[row, :n]))
+        kl.append(metrics.kl_per_position(logits["orig"][row, 1 : n - 1], logits["sae"][row, 1 : n - 1]))
+    if kl:
+        stats.add_loss({k: torch.cat(v) for k, v in ce.items()}, torch.cat(kl))

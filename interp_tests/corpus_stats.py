@@ -1,0 +1,131 @@
+"""Running sums over a corpus, batch by batch, in float64: memory does not grow with the token budget.
+
+No pytest here. Every statistic means exactly what docs/CASES.md defines for texts, over the non-BOS tokens
+of all windows (a window's BOS tokens, at its start and between documents, are excluded everywhere):
+explained variance 1 - sum||x - x_hat||^2 / sum||x - mu||^2 with sum||x - mu||^2 = sum||x||^2 - N||mu||^2;
+the legacy form needs mu first, so it takes a second pass (`legacy_pass`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class CorpusStats:
+    d_sae: int
+    tokens: int = 0  # non-BOS tokens
+    windows: int = 0
+    sum_x: torch.Tensor | None = None  # [d_in] float64
+    sum_x_sq: float = 0.0
+    sum_resid_sq: float = 0.0
+    sum_cos: float = 0.0
+    sum_active: float = 0.0
+    fired: torch.Tensor | None = None  # [d_sae] int64: tokens where each feature is > 0
+    max_act: torch.Tensor | None = None  # [d_sae] float64: each feature's largest activation
+    legacy_sum: float | None = None  # sum over tokens of 1 - ||x - x_hat||^2 / ||x - mu||^2 (second pass)
+    predictions: int = 0
+    sum_ce: dict[str, float] = field(default_factory=lambda: {"orig": 0.0, "sae": 0.0, "zero": 0.0})
+    sum_kl: float = 0.0
+    content_hash: str = ""
+    seconds: float = 0.0
+
+    def add(self, x: torch.Tensor, x_hat: torch.Tensor, feats: torch.Tensor) -> None:
+        """Tokens that count, flattened: x, x_hat [n, d_in]; feats [n, d_sae]."""
+        import torch
+
+        x64, xh64 = x.double(), x_hat.double()
+        if self.sum_x is None:
+            self.sum_x = torch.zeros(x.shape[-1], dtype=torch.float64, device=x.device)
+            self.fired = torch.zeros(self.d_sae, dtype=torch.int64, device=x.device)
+            self.max_act = torch.full((self.d_sae,), float("-inf"), dtype=torch.float64, device=x.device)
+        assert self.fired is not None and self.max_act is not None  # set together with sum_x
+        self.tokens += int(x.shape[0])
+        self.sum_x += x64.sum(0)
+        self.sum_x_sq += float(x64.pow(2).sum())
+        self.sum_resid_sq += float((x64 - xh64).pow(2).sum())
+        self.sum_cos += float(torch.nn.functional.cosine_similarity(x64, xh64, dim=-1).sum())
+        active = feats > 0
+        self.sum_active += float(active.sum())
+        self.fired += active.sum(0)
+        if x.shape[0]:
+            self.max_act = torch.maximum(self.max_act, feats.double().max(0).values)
+
+    def add_legacy(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+        x64, xh64 = x.double(), x_hat.double()
+        total = (x64 - self.mean.to(x64.device)).pow(2).sum(-1)
+        resid = (x64 - xh64).pow(2).sum(-1)
+        self.legacy_sum = (self.legacy_sum or 0.0) + float((1.0 - resid / total).sum())
+
+    def add_loss(self, ce: dict[str, torch.Tensor], kl: torch.Tensor) -> None:
+        """Per-prediction values of a batch (already restricted to the predictions that count)."""
+        self.predictions += int(kl.numel())
+        for k in self.sum_ce:
+            self.sum_ce[k] += float(ce[k].double().sum())
+        self.sum_kl += float(kl.double().sum())
+
+    # ------------------------------------------------------------------ the statistics
+    @property
+    def mean(self) -> torch.Tensor:
+        assert self.sum_x is not None
+        return self.sum_x / self.tokens
+
+    @property
+    def explained_variance(self) -> float:
+        assert self.sum_x is not None
+        total = self.sum_x_sq - float(self.sum_x.pow(2).sum()) / self.tokens
+        return 1.0 - self.sum_resid_sq / total if total > 0 else float("nan")
+
+    @property
+    def explained_variance_legacy(self) -> float:
+        return (self.legacy_sum or 0.0) / self.tokens
+
+    @property
+    def mse(self) -> float:
+        assert self.sum_x is not None
+        return self.sum_resid_sq / (self.tokens * int(self.sum_x.shape[0]))
+
+    @property
+    def cosine(self) -> float:
+        return self.sum_cos / self.tokens
+
+    @property
+    def l0(self) -> float:
+        return self.sum_active / self.tokens
+
+    @property
+    def dead_fraction(self) -> float:
+        assert self.fired is not None
+        return float((self.fired == 0).double().mean())
+
+    def dense_fraction(self, above: float) -> float:
+        assert self.fired is not None
+        return float((self.fired.double() / self.tokens > above).double().mean())
+
+    def density(self, feature: int) -> float:
+        assert self.fired is not None
+        return float(self.fired[feature]) / self.tokens
+
+    def ce(self, which: str) -> float:
+        return self.sum_ce[which] / self.predictions
+
+    @property
+    def kl_div(self) -> float:
+        return self.sum_kl / self.predictions
+
+    @property
+    def ce_loss_score(self) -> float:
+        denominator = self.ce("zero") - self.ce("orig")
+        return (self.ce("zero") - self.ce("sae")) / denominator if denominator != 0 else float("nan")
+
+    @property
+    def delta_loss(self) -> float:
+        return self.ce("sae") - self.ce("orig")
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("nan")
