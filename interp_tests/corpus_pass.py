@@ -32,7 +32,8 @@ def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legac
     cached: CorpusStats | None = engine.corpus_cache.get(key)
     if cached is not None and (not loss or cached.predictions) and (not legacy or cached.legacy_sum is not None):
         return cached
-    stats = run_pass(engine, corpus, loss=loss or bool(cached and cached.predictions), progress=progress)
+    loss = loss or key in engine.loss_corpora or bool(cached and cached.predictions)
+    stats = run_pass(engine, corpus, loss=loss, progress=progress)
     if legacy:
         legacy_pass(engine, corpus, stats)
     engine.corpus_cache[key] = stats

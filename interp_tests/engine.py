@@ -209,6 +209,7 @@ class SaeEngine:
     steer_cache: dict[Any, Any] = field(default_factory=dict)
     corpus_cache: dict[Any, Any] = field(default_factory=dict)  # (corpus spec, base) -> corpus_stats.CorpusStats
     progress: Callable[[str], None] | None = None  # where a long corpus pass reports how far it is
+    loss_corpora: set[Any] = field(default_factory=set)  # corpus keys whose pass also computes the loss statistics
 
     @property
     def model(self) -> HookedTransformer:

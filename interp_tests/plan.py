@@ -98,3 +98,19 @@ def index_bound(plan: CasePlan) -> list[str]:
         if isinstance(definition, int):
             out.append(f"{plan.case_file.where(*loc)}: {loc[-2]} uses feature {ref!r} = index {definition}, bound to the original SAE")
     return out
+
+
+def corpora_with_loss(plan: CasePlan) -> set[tuple[object, str]]:
+    """Corpus keys (spec, base) that a loss check of the case reads: one streamed pass then computes the
+    loss statistics along with the others, instead of a second pass."""
+    model = plan.case_file.model
+    out: set[tuple[object, str]] = set()
+    for expectation in plan.case.expect:
+        if expectation.name not in schema.LOSS_CHECKS:
+            continue
+        groups = getattr(expectation.params, "on", None) or plan.case.on or ()
+        for group in groups:
+            spec = model.corpus(group)
+            if spec is not None:
+                out.add((spec, str(plan.case_file.base)))
+    return out

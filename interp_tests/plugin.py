@@ -12,6 +12,7 @@ import pytest
 from . import options as opts
 from .errors import InterpTestsError
 from .items import STATE, CaseFile, CaseItem
+from .plan import corpora_with_loss
 from .session import Session
 
 T = TypeVar("T")
@@ -81,6 +82,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ReportRelay(config.stash[STATE]), "interp-tests-relay")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not hasattr(session.config, "workerinput"):
+        session.config.stash[STATE].progress = lambda line: reporter.write_line(line)
+
+
 def _worker_index(config: pytest.Config) -> int | None:
     workerinput = getattr(config, "workerinput", None)  # set by pytest-xdist on its workers
     if workerinput is None:
@@ -134,7 +141,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:] = []
         return
     for item in cases:
-        state.want(item.plan.target, item.plan.texts())
+        state.want(item.plan.target, item.plan.texts(), corpora_with_loss(item.plan))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,6 +36,8 @@ class Session:
     baselines: Baselines = field(init=False)
     run: RunSummary = field(init=False)
     prefetched: list[str] = field(default_factory=list)
+    progress: Callable[[str], None] | None = None  # where long corpus passes report how far they are
+    loss_corpora: set[tuple[object, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.baselines = Baselines(self.options)
@@ -64,9 +67,11 @@ class Session:
                 return dataclasses.replace(key, sae=o.sae, reference=sae)
         return key
 
-    def want(self, key: TargetKey, texts: list[str]) -> None:
-        """Texts a selected case will encode; they are computed together on first use of the target."""
+    def want(self, key: TargetKey, texts: list[str], corpora_with_loss: set[tuple[object, str]] | None = None) -> None:
+        """Texts a selected case will encode; they are computed together on first use of the target. Corpora
+        that a loss check reads get the loss statistics in their one streamed pass."""
         self.wanted[key].update(texts)
+        self.loss_corpora.update(corpora_with_loss or ())
 
     def engine(self, key: TargetKey) -> SaeEngine:
         got = self.engines.get(key, lambda: self._build(key))
@@ -93,6 +98,8 @@ class Session:
             self.hook_caches[cache_key] = HookCache(model, hook, self.batch_tokens)
         hooks = self.hook_caches[cache_key]
         engine = SaeEngine(hooks, sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference)
+        engine.progress = self.progress
+        engine.loss_corpora = self.loss_corpora
         if reference is not None:
             self._attach_reference(engine, reference)
         return engine
@@ -130,6 +137,13 @@ class Session:
         passes = sum(h.forward_passes for h in self.hook_caches.values())
         texts = sum(len(h.acts) for h in self.hook_caches.values())
         lines = [f"interp-tests: loaded {loads} on {reg.device}/{reg.dtype}; {texts} texts in {passes} batched forward passes"]
+        for engine in self.engines.built():
+            for stats in engine.corpus_cache.values():
+                lines.append(
+                    f"interp-tests: corpus pass on {engine.label}: {stats.tokens:,} tokens in {stats.windows:,} windows (sha256 "
+                    f"{stats.content_hash[:12]}), {stats.seconds:.1f} s, {stats.tokens_per_second:,.0f} tokens/s"
+                    + (", with the loss forwards" if stats.predictions else "")
+                )
         for key, matching in self.matchings.items():
             reference, candidate = cast(tuple[SaeRef, SaeRef], key)
             lines.append(f"interp-tests: {matching.summary(reference.label, candidate.label)}")
