@@ -1,0 +1,186 @@
+"""Corpus text groups: windows, streamed statistics equal to one pass, the bundled held-out values, bad specs."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .helpers import BUNDLED_TARGET, ROOT, case_file, line_of
+
+META = json.loads((ROOT / "interp_tests" / "bundled" / "metadata.json").read_text())["heldout"]
+
+
+def test_windows_start_at_documents_pack_with_bos_and_stop_at_the_budget() -> None:
+    from interp_tests.corpus import windows
+
+    docs = iter(["a b c", "d e", "f g h i j k l", "m"])
+    out = list(windows(docs, lambda t: [ord(c) for c in t.split()[0]] * len(t.split()), bos=0, context=6, budget=100))
+    assert [w.ids for w in out] == [(0, 97, 97, 97, 0, 100), (0, 102, 102, 102, 102, 102), (0, 109)]
+    # a budget of 4 non-BOS tokens: the first window (4 of them) is the last
+    assert len(list(windows(iter(["a b c", "d e"]), lambda t: [1] * len(t.split()), 0, 6, 4))) == 1
+
+
+def test_txt_jsonl_and_parquet_sources_give_the_same_documents(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from interp_tests.corpus import documents
+    from interp_tests.schema import CorpusSpec
+
+    texts = ["First document.\nIts second line.", "Second document.", "Third, with 'quotes'."]
+    (tmp_path / "c.txt").write_text("\n\n".join(texts) + "\n")
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in texts))
+    pq.write_table(pa.table({"body": texts}), tmp_path / "c.parquet")
+    assert list(documents(CorpusSpec(path="c.txt"), tmp_path)) == texts
+    assert list(documents(CorpusSpec(path="c.jsonl", field="body"), tmp_path)) == texts
+    assert list(documents(CorpusSpec(path="c.parquet", field="body"), tmp_path)) == texts
+
+
+def _stats(batch_tokens: int, tokens: int, loss: bool) -> Any:
+    from interp_tests.corpus import Corpus
+    from interp_tests.corpus_pass import corpus_stats
+    from interp_tests.engine import HookCache, SaeEngine
+    from interp_tests.registry import Registry
+    from interp_tests.schema import CorpusSpec, SaeRef
+
+    reg = Registry()
+    sae = reg.sae(SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre"))
+    engine = SaeEngine(HookCache(reg.model("tiny-stdlib"), "blocks.1.hook_resid_pre", batch_tokens), sae, "bundled")
+    corpus = Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=tokens, context=128), ROOT, "heldout")
+    return corpus_stats(engine, corpus, loss=loss, legacy=True), engine, corpus
+
+
+def test_streaming_in_chunks_of_any_size_equals_one_pass_and_an_independent_computation() -> None:
+    import torch
+
+    from interp_tests import metrics
+    from interp_tests.engine import hook_activations
+
+    one, engine, corpus = _stats(batch_tokens=1 << 20, tokens=3000, loss=True)  # one batch
+    for batch_tokens in (128, 1000):  # a window per batch; a few windows per batch
+        chunked, _, _ = _stats(batch_tokens=batch_tokens, tokens=3000, loss=True)
+        assert chunked.content_hash == one.content_hash and chunked.tokens == one.tokens
+        for name in ("explained_variance", "explained_variance_legacy", "mse", "cosine", "l0", "dead_fraction", "ce_loss_score", "delta_loss", "kl_div"):
+            assert getattr(chunked, name) == pytest.approx(getattr(one, name), abs=1e-6), name
+    # independent: every window alone, the hook activation kept at its non-BOS tokens, metrics.py on the pooled tokens
+    model, sae = engine.model, engine.sae
+    xs, hats, feats = [], [], []
+    for w in corpus.windows(model):
+        ids = torch.tensor([w.ids])
+        act = hook_activations(model, "blocks.1.hook_resid_pre", ids)[0]
+        keep = ids[0] != model.tokenizer.bos_token_id
+        with torch.inference_mode():
+            f = sae.encode(act[keep])
+            xs.append(act[keep]), feats.append(f), hats.append(sae.decode(f))
+    x, x_hat, f_all = torch.cat(xs), torch.cat(hats), torch.cat(feats)
+    assert x.shape[0] == one.tokens
+    assert one.explained_variance == pytest.approx(metrics.explained_variance(x, x_hat), abs=1e-6)
+    assert one.explained_variance_legacy == pytest.approx(metrics.explained_variance_legacy(x, x_hat), abs=1e-6)
+    assert one.mse == pytest.approx(metrics.mse(x, x_hat), abs=1e-6)
+    assert one.cosine == pytest.approx(metrics.cosine(x, x_hat), abs=1e-6)
+    assert one.l0 == pytest.approx(metrics.l0(f_all), abs=1e-6)
+    assert one.dead_fraction == pytest.approx(metrics.dead_fraction(f_all), abs=1e-9)
+    assert one.density(692) == pytest.approx(float((f_all[:, 692] > 0).double().mean()), abs=1e-9)
+
+
+def test_a_corpus_case_matches_the_bundled_held_out_values(pytester: pytest.Pytester) -> None:
+    """Every held-out document once (about 33k tokens: the source runs out before 64,000; the metadata sampled 64,190 with replacement)."""
+    case_file(pytester, "heldout", """\
+        texts:
+          heldout: {corpus: {bundled: tiny-stdlib-heldout, tokens: 64000, context: 128}}
+        cases:
+          - id: heldout
+            on: heldout
+            expect:
+              - explained_variance: {registry: true, tolerance: 0.01}
+              - l0: {registry: true, tolerance: 0.01}
+              - dead_fraction: {max: 1}
+              - density: {feature: 692, max: 1}
+        """)
+    xml = pytester.path / "j.xml"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={xml}")
+    result.assert_outcomes(passed=1)
+    props = {p.get("name"): p.get("value") for p in ET.parse(xml).getroot().iter("property")}
+    assert abs(float(props["explained_variance.observed"]) - META["explained_variance"]) < 0.01
+    assert float(props["l0.observed"]) == pytest.approx(META["l0"])
+    assert abs(float(props["dead_fraction.observed"]) - META["dead_fraction"]) <= 0.005
+    assert 30000 < float(props["explained_variance.corpus_tokens"]) <= 64000 and float(props["explained_variance.corpus_tokens_per_second"]) > 0
+    assert "corpus pass on tiny-stdlib-res/blocks.1.hook_resid_pre: " in result.stdout.str()
+
+
+def test_registry_values_need_a_corpus_and_say_so(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "small", """\
+        texts:
+          prose: ["Return the number of items in the list.", "See the documentation for more details."]
+        cases:
+          - id: small
+            on: prose
+            expect:
+              - l0: {registry: true, tolerance: 1}
+              - mse: {max: 100}
+        """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "registry: true compares with a dataset-level value, measured here on 16 tokens" in out, out
+    assert "ok   cases/small.yaml:11  mse" in out, out  # the case's other check still ran
+
+
+BAD_SPECS = [
+    ("no-source", "  c: {corpus: {tokens: 100}}\n", "texts.c.corpus: give exactly one of path"),
+    ("two-sources", "  c: {corpus: {path: a.txt, dataset: x}}\n", "texts.c.corpus: give exactly one of path"),
+    ("zero-tokens", "  c: {corpus: {path: a.txt, tokens: 0}}\n", "texts.c.corpus.tokens: must be >= 1 (got 0)"),
+    ("bad-key", "  c: {corpus: {path: a.txt, tokenz: 5}}\n", "texts.c.corpus.tokenz: unknown key 'tokenz' (did you mean 'tokens'?)"),
+    ("split-without-dataset", "  c: {corpus: {path: a.txt, split: train}}\n", "split goes with dataset"),
+]
+
+
+@pytest.mark.parametrize(("name", "group", "message"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
+def test_a_malformed_corpus_spec_is_a_path_line_error(tmp_path: Path, name: str, group: str, message: str) -> None:
+    from interp_tests.casefile import load_case_file
+    from interp_tests.errors import CaseFileError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(BUNDLED_TARGET + "texts:\n" + group + "cases:\n  - id: a\n    on: c\n    expect:\n      - l0: {max: 100}\n")
+    with pytest.raises(CaseFileError) as err:
+        load_case_file(path)
+    assert f"{path}:{line_of(path, '  c:')}: " in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_a_corpus_in_a_check_that_reads_texts_one_by_one_is_an_error(tmp_path: Path) -> None:
+    from interp_tests.casefile import load_case_file
+    from interp_tests.errors import CaseFileError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(BUNDLED_TARGET + "texts:\n  c: {corpus: {path: a.txt}}\n  t: [x]\ncases:\n  - id: a\n    expect:\n"
+                    "      - top_k: {feature: 1, token: x, k: 3, on: c}\n      - l0: {max: 100, on: [c, t]}\n")
+    with pytest.raises(CaseFileError) as err:
+        load_case_file(path)
+    text = str(err.value)
+    assert f"{path}:10: cases[0].expect[0].top_k.on: top_k reads texts one by one; 'c' is a corpus" in text, text
+    assert f"{path}:11: cases[0].expect[1].l0.on: a corpus group is read alone" in text, text
+
+
+def test_an_unreadable_corpus_fails_its_checks_with_the_reason(pytester: pytest.Pytester) -> None:
+    case_file(pytester, "missing", """\
+        texts:
+          c: {corpus: {path: nowhere.jsonl}}
+          bad: {corpus: {path: bad.jsonl}}
+        cases:
+          - id: missing
+            on: c
+            expect: [{l0: {max: 100}}]
+          - id: bad-line
+            on: bad
+            expect: [{l0: {max: 100}}]
+        """)
+    (pytester.path / "cases" / "bad.jsonl").write_text('{"text": "fine"}\nnot json\n')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert f"corpus file {pytester.path / 'cases' / 'nowhere.jsonl'} does not exist (a corpus path is relative to the case file)" in out, out
+    assert f"corpus {pytester.path / 'cases' / 'bad.jsonl'}:2: not JSON" in out and "Traceback" not in out, out
