@@ -342,14 +342,14 @@ def feature_card(
         best, where = acts.max(dim=1)
         for row, (seq, doc, start, ids) in enumerate(batch):
             act = float(best[row])
-            if act <= 0 or top_n == 0:
+            if act <= 0:
                 continue
+            top_act = max(top_act, act)
             item = (act, -seq, doc, start, ids, int(where[row]) + 1)
             if len(heap) < top_n:
                 heapq.heappush(heap, item)
-            elif item[:2] > heap[0][:2]:
+            elif top_n and item[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, item)
-            top_act = max(top_act, act)
 
     def flush() -> None:
         # windows of similar length share a batch (less padding); the buffer stays under 8 batches of tokens

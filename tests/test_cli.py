@@ -177,6 +177,12 @@ def test_feature_card_terminal_output_fits_100_columns(tmp_path: Path, capsys: p
     assert not too_wide, too_wide
 
 
+def test_feature_top_0_still_reports_the_max_and_the_histogram(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "feature", "692", "--top", "0", "--json", *[a for t in FUNCTIONS for a in ("--text", t)])
+    card = json.loads(out)
+    assert code == 0 and card["top_contexts"] == [] and card["max_activation"] > 5 and sum(card["histogram"]["counts"]) == card["active_tokens"] > 0
+
+
 def test_feature_reads_one_document_per_line_with_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "docs.txt"
     path.write_text("\n".join(PROSE) + "\n\n")
