@@ -62,6 +62,7 @@ def _corpus_fires_or_silent(ctx: CheckContext, params: schema.Fires | schema.Sil
         observed=observed,
         summary=f"largest activation over {corpus_summary(corpus, stats)} (density {stats.density(feature):.6f})",
         feature=feature_label,
+        feature_index=feature,
         extra=corpus_values(stats),
     )
 
@@ -92,6 +93,7 @@ def check_density(ctx: CheckContext, params: schema.Density) -> Verdict:
         observed=observed,
         summary=summary,
         feature=feature_label,
+        feature_index=feature,
         extra=extra,
     )
 
@@ -135,6 +137,7 @@ def _fires_or_silent(ctx: CheckContext, params: schema.Fires | schema.Silent) ->
         observed=observed,
         summary=summary,
         feature=feature_label,
+        feature_index=feature,
         table=failing_first(("text of", "text", "at token", "max act", ""), rows),
         notes=tuple(notes),
         heatmaps=heatmaps([label for label, _ in pairs], acts, feature),
@@ -169,6 +172,7 @@ def check_separates(ctx: CheckContext, params: schema.Separates) -> Verdict:
         observed=auroc,
         summary=f"AUROC of per-text max activation, {len(pos_scores)} positive vs {len(neg_scores)} negative texts",
         feature=feature_label,
+        feature_index=feature,
         table=failing_first(("side", "text of", "text", "max act"), rows),
         heatmaps=heatmaps([f"{'positive' if k < len(positive) else 'negative'} {label}" for k, (label, _) in enumerate(positive + negative)], acts, feature),
     )
@@ -209,6 +213,7 @@ def check_top_k(ctx: CheckContext, params: schema.TopK) -> Verdict:
         observed=float(max(ranks)) if ranks else None,
         summary=f"worst rank at {params.token!r} (1 = most active)",
         feature=feature_label,
+        feature_index=feature,
         table=failing_first(("text of", "text", "pos", "act", "rank", "", "top features there"), rows),
         notes=tuple(notes),
         heatmaps=heatmaps([label for label, _ in pairs], acts, feature),
@@ -238,6 +243,7 @@ def check_most_active(ctx: CheckContext, params: schema.MostActive) -> Verdict:
         observed=float(max(ranks)),
         summary="worst rank of the feature's largest activation among all features' (1 = most active)",
         feature=feature_label,
+        feature_index=feature,
         table=failing_first(("text of", "text", "its max", "rank", "top feature", "top max", "at token"), rows),
         heatmaps=heatmaps([label for label, _ in pairs], acts, feature),
     )

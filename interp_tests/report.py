@@ -32,7 +32,7 @@ def headline(result: CaseResult) -> str:
 
 
 def verdict_lines(v: Verdict) -> list[str]:
-    feature = f" [{v.feature}]" if v.feature else ""
+    feature = f" [{v.feature}{' ' + v.feature_url if v.feature_url else ''}]" if v.feature else ""
     status = "ok  " if v.ok else "FAIL"
     if v.error:
         return [f"  ERR  {v.where}  {v.check}{feature}: could not be evaluated: {v.error}"]

@@ -53,6 +53,7 @@ def run_case(plan: CasePlan, engine: SaeEngine, *, strict_identity: bool = False
     verdicts = tuple(
         run_check(CheckContext(plan.case_file, plan.index, j, engine, resolver)) for j in range(len(plan.case.expect))
     )
+    verdicts = with_neuronpedia_links(verdicts, engine)
     candidate = engine.reference is not None
     notes: tuple[str, ...] = ()
     if candidate:
@@ -74,6 +75,23 @@ def run_case(plan: CasePlan, engine: SaeEngine, *, strict_identity: bool = False
         features=dict(resolver.resolved),
         notes=notes,
         matching={"mmcs": engine.matching.mmcs, "matched_fraction": engine.matching.matched_fraction} if candidate and engine.matching is not None else {},
+    )
+
+
+def with_neuronpedia_links(verdicts: tuple[Verdict, ...], engine: SaeEngine) -> tuple[Verdict, ...]:
+    """Each feature verdict gets its feature's Neuronpedia URL, where the SAE's registry entry has an id."""
+    import dataclasses
+
+    from .neuronpedia import feature_url, neuronpedia_id
+
+    ref = engine.ref
+    if ref is None or ref.release is None or not any(v.feature_index is not None for v in verdicts):
+        return verdicts
+    np_id = neuronpedia_id(ref.release, ref.id)
+    if np_id is None:
+        return verdicts
+    return tuple(
+        dataclasses.replace(v, feature_url=feature_url(np_id, v.feature_index) or "") if v.feature_index is not None else v for v in verdicts
     )
 
 

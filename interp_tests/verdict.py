@@ -33,6 +33,8 @@ class Verdict:
     extra: tuple[tuple[str, Value], ...] = ()  # more values recorded as properties
     heatmaps: tuple[Heatmap, ...] = ()  # per-token activations of the feature, for visual reports
     error: str = ""  # set when the check could not be evaluated (ok is then False)
+    feature_index: int | None = None  # the SAE feature a feature check read
+    feature_url: str = ""  # its Neuronpedia page, where the SAE's registry entry has a Neuronpedia id
 
 
 @dataclass(frozen=True)
