@@ -4,6 +4,7 @@ candidates: an identical copy, a noisy copy, a permuted copy and a copy with the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_readme_recipe_on_identical_noisy_permuted_and_zeroed_candidates(pyteste
     same = compare(pytester, candidates["identical"])
     same.assert_outcomes(passed=8)
     out = same.stdout.str()
-    assert "no baseline" not in out and "0 of 26 compared values out of tolerance" in out, out
+    assert "no baseline" not in out and re.search(r"drift from the reference baselines: 0 of \d+ compared values out of tolerance", out), out
     assert "MMCS 1.0000, 100.0% of 1024 reference features matched" in out, out
 
     # (b) a noisy copy: fails, with drift rows for explained variance, kl_div and a fires value
