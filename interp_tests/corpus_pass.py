@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .corpus import ContentHash, Corpus, batches
 from .corpus_stats import CorpusStats
-from .engine import hook_activations, padded
+from .engine import hook_activations, hooks_activations, padded
 from .errors import CaseError
 
 if TYPE_CHECKING:
@@ -26,17 +26,26 @@ PROGRESS_EVERY_S = 5.0
 REGISTRY_MIN_TOKENS = 10_000  # registry values are dataset-level: compared only on a corpus at least this large
 
 
+def corpus_key(corpus: Corpus) -> tuple[object, str]:
+    return (corpus.spec, str(corpus.base))
+
+
 def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legacy: bool = False, progress: Progress | None = None) -> CorpusStats:
-    """The corpus's statistics on the engine's SAE, computed once per corpus (more parts on demand)."""
-    key = (corpus.spec, str(corpus.base))
+    """The corpus's statistics on the engine's SAE, computed once per corpus (more parts on demand). The
+    other SAEs of the session that read this corpus on the same model are computed in the same pass: one
+    forward per batch serves every hook."""
+    key = corpus_key(corpus)
     cached: CorpusStats | None = engine.corpus_cache.get(key)
     if cached is not None and (not loss or cached.predictions) and (not legacy or cached.legacy_sum is not None):
         return cached
-    loss = loss or key in engine.loss_corpora or bool(cached and cached.predictions)
-    stats = run_pass(engine, corpus, loss=loss, progress=progress)
+    peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine and key not in p.corpus_cache]
+    engines = [engine, *peers]
+    with_loss = {id(e) for e in engines if key in e.loss_corpora} | ({id(engine)} if loss or (cached and cached.predictions) else set())
+    for e, stats in zip(engines, run_pass(engines, corpus, with_loss=with_loss, progress=progress)):
+        e.corpus_cache[key] = stats
+    stats = engine.corpus_cache[key]
     if legacy:
         legacy_pass(engine, corpus, stats)
-    engine.corpus_cache[key] = stats
     return stats
 
 
@@ -67,8 +76,8 @@ def _encode(engine: SaeEngine, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return torch.cat(feats), torch.cat(recon)
 
 
-def _activations(engine: SaeEngine, tokens: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    act = hook_activations(engine.model, engine.hooks.hook, tokens, mask)
+def _activations(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The hook activation [batch, pos, ...] at the tokens that count, checked against the SAE's width."""
     act = act.flatten(2) if act.ndim > 3 else act
     d_in = int(engine.sae.cfg.d_in)
     if act.shape[-1] != d_in:
@@ -79,32 +88,41 @@ def _activations(engine: SaeEngine, tokens: torch.Tensor, mask: torch.Tensor, ke
     return act[keep]
 
 
-def run_pass(engine: SaeEngine, corpus: Corpus, *, loss: bool, progress: Progress | None) -> CorpusStats:
+def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], progress: Progress | None) -> list[CorpusStats]:
+    """One streamed pass for SAEs on one model (`engines[0]`'s); `with_loss` holds the ids of the engines
+    whose loss statistics are computed too."""
     import torch
 
-    stats = CorpusStats(d_sae=engine.d_sae)
+    lead = engines[0]
+    hooks = sorted({e.hooks.hook for e in engines})
+    all_stats = [CorpusStats(d_sae=e.d_sae) for e in engines]
     hasher = ContentHash()
     start = last = time.perf_counter()
     with torch.inference_mode():
-        for group, tokens, mask, keep in _windows_batches(engine, corpus):
+        for group, tokens, mask, keep in _windows_batches(lead, corpus):
             hasher.update(tokens * mask)
-            x = _activations(engine, tokens, mask, keep)
-            feats, x_hat = _encode(engine, x)
-            if not (torch.isfinite(x).all() and torch.isfinite(feats).all() and torch.isfinite(x_hat).all()):
-                raise CaseError(f"non-finite values (NaN or inf) in the activations or the SAE's output on {corpus.describe()}: check the weights and --interp-dtype")
-            stats.add(x, x_hat, feats)
-            stats.windows += len(group)
-            if loss:
-                _add_loss(engine, stats, tokens, mask, keep)
+            acts = hooks_activations(lead.model, hooks, tokens, mask)
+            for engine, stats in zip(engines, all_stats):
+                x = _activations(engine, acts[engine.hooks.hook], keep)
+                feats, x_hat = _encode(engine, x)
+                if not (torch.isfinite(x).all() and torch.isfinite(feats).all() and torch.isfinite(x_hat).all()):
+                    raise CaseError(f"non-finite values (NaN or inf) in the activations or the SAE {engine.label}'s output on {corpus.describe()}: check the weights and --interp-dtype")
+                stats.add(x, x_hat, feats)
+                stats.windows += len(group)
+                if id(engine) in with_loss:
+                    _add_loss(engine, stats, tokens, mask, keep)
             now = time.perf_counter()
             if progress is not None and now - last >= PROGRESS_EVERY_S:
                 last = now
-                progress(f"interp-tests: {corpus.describe()} on {engine.label}: {stats.tokens:,} tokens, {stats.tokens / (now - start):,.0f} tokens/s")
-    if stats.tokens == 0:
+                done = all_stats[0].tokens
+                progress(f"interp-tests: {corpus.describe()} on {', '.join(e.label for e in engines)}: {done:,} tokens, {done / (now - start):,.0f} tokens/s")
+    if all_stats[0].tokens == 0:
         raise CaseError(f"{corpus.describe()} has no tokens: the source holds no documents")
-    stats.content_hash = hasher.hexdigest()
-    stats.seconds = time.perf_counter() - start
-    return stats
+    seconds = time.perf_counter() - start
+    for stats in all_stats:
+        stats.content_hash = hasher.hexdigest()
+        stats.seconds = seconds
+    return all_stats
 
 
 def legacy_pass(engine: SaeEngine, corpus: Corpus, stats: CorpusStats) -> None:
@@ -113,7 +131,7 @@ def legacy_pass(engine: SaeEngine, corpus: Corpus, stats: CorpusStats) -> None:
 
     with torch.inference_mode():
         for _, tokens, mask, keep in _windows_batches(engine, corpus):
-            x = _activations(engine, tokens, mask, keep)
+            x = _activations(engine, hook_activations(engine.model, engine.hooks.hook, tokens, mask), keep)
             _, x_hat = _encode(engine, x)
             stats.add_legacy(x, x_hat)
 

@@ -94,15 +94,21 @@ def _no_grad_method(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @dataclass
-class HookCache:
-    """Token ids and hook activations of texts for one (model, hook). Activations include BOS."""
+class ModelCache:
+    """Token ids of texts, and the activations of every registered hook of one model: one forward pass,
+    stopped after the deepest hook, serves every hook (and so every SAE) the session reads on that model."""
 
     model: HookedTransformer
-    hook: str
     batch_tokens: int
+    hooks: set[str] = field(default_factory=set)
     ids: dict[str, torch.Tensor] = field(default_factory=dict)
-    acts: dict[str, torch.Tensor] = field(default_factory=dict)
+    acts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # hook -> text -> activation (BOS included)
     forward_passes: int = 0
+
+    def register(self, hook: str) -> None:
+        check_hook(self.model, hook)
+        self.hooks.add(hook)
+        self.acts.setdefault(hook, {})
 
     def tokens(self, text: str) -> torch.Tensor:
         """[n+1] token ids with BOS, checked against the model's context length."""
@@ -116,53 +122,98 @@ class HookCache:
             self.ids[text] = ids
         return self.ids[text]
 
+    def fetch(self, texts: Iterable[str]) -> None:
+        """Compute, in padded batches, every registered hook's activation of each text that lacks one."""
+        hooks = sorted(self.hooks)
+        todo = [t for t in dict.fromkeys(texts) if any(t not in self.acts[h] for h in hooks)]
+        if not todo:
+            return
+        ids = [self.tokens(t) for t in todo]
+        for group in batches([len(i) for i in ids], self.batch_tokens):
+            acts = hooks_activations(self.model, hooks, *padded(self.model, [ids[i] for i in group]))
+            self.forward_passes += 1
+            for hook, act in acts.items():
+                for row, i in enumerate(group):
+                    self.acts[hook][todo[i]] = act[row, : len(ids[i])]
+
+
+class HookCache:
+    """One hook's view of a ModelCache: token ids and that hook's activations of texts (BOS included)."""
+
+    def __init__(self, model: HookedTransformer, hook: str, batch_tokens: int, shared: ModelCache | None = None) -> None:
+        self.shared = shared if shared is not None else ModelCache(model, batch_tokens)
+        self.hook = hook
+        self.shared.register(hook)
+
+    @property
+    def model(self) -> HookedTransformer:
+        return self.shared.model
+
+    @property
+    def batch_tokens(self) -> int:
+        return self.shared.batch_tokens
+
+    @property
+    def acts(self) -> dict[str, torch.Tensor]:
+        return self.shared.acts[self.hook]
+
+    @property
+    def forward_passes(self) -> int:
+        return self.shared.forward_passes
+
+    def tokens(self, text: str) -> torch.Tensor:
+        return self.shared.tokens(text)
+
     def str_tokens(self, text: str) -> tuple[str, ...]:
         return tuple(self.model.to_str_tokens(self.tokens(text)[1:]))  # type: ignore[arg-type]
 
     def fetch(self, texts: Iterable[str]) -> None:
-        """Compute the hook activation of every text not cached yet, in padded batches."""
+        self.shared.fetch(texts)
 
-        todo = [t for t in dict.fromkeys(texts) if t not in self.acts]
-        if not todo:
-            return
-        check_hook(self.model, self.hook)
-        ids = [self.tokens(t) for t in todo]
-        for group in batches([len(i) for i in ids], self.batch_tokens):
-            act = self._forward(*padded(self.model, [ids[i] for i in group]))
-            self.forward_passes += 1
-            for row, i in enumerate(group):
-                self.acts[todo[i]] = act[row, : len(ids[i])]
 
-    def _forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return hook_activations(self.model, self.hook, tokens, mask)
+def _depth(hook: str) -> tuple[float, int]:
+    """Where a hook sits in the forward: (block, 0) for blocks.L.hook_resid_pre, (block, 1) inside block L,
+    (-1, 0) for the embeddings, (inf, 0) after the last block."""
+    m = re.match(r"blocks\.(\d+)\.(.*)", hook)
+    if m:
+        return float(m.group(1)), 0 if m.group(2) == "hook_resid_pre" else 1
+    if hook in ("hook_embed", "hook_pos_embed", "hook_tokens"):
+        return -1.0, 0
+    return float("inf"), 0
+
+
+def hooks_activations(model: HookedTransformer, hooks: Sequence[str], tokens: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The activations at every hook of `hooks` of a (padded) batch of token ids [batch, pos], from one forward
+    stopped as early as the deepest hook allows: when that is `blocks.L.hook_resid_pre`, it is what
+    `model(stop_at_layer=L)` returns (one block less than any other hook of block L); other hooks run to the
+    end of their block. Runs under inference mode; `mask` is the attention mask of right-padded rows."""
+    import torch
+
+    deepest = max(hooks, key=_depth)
+    block, inside = _depth(deepest)
+    store: dict[str, torch.Tensor] = {}
+
+    def keep(act: torch.Tensor, hook: Any) -> None:
+        store[hook.name] = act.detach()
+
+    with torch.inference_mode():
+        if inside == 0 and block >= 0 and block != float("inf"):  # the deepest is a resid_pre: the stopped forward returns it
+            others: list[Any] = [(h, keep) for h in hooks if h != deepest]
+            with model.hooks(fwd_hooks=others):
+                store[deepest] = model(tokens, attention_mask=mask, stop_at_layer=int(block)).detach()
+        else:
+            stops = [stop_layer(h) for h in hooks]
+            stop = None if any(s is None for s in stops) else max(s for s in stops if s is not None)
+            model.run_with_hooks(tokens, attention_mask=mask, fwd_hooks=[(h, keep) for h in hooks], stop_at_layer=stop, return_type=None)
+    missing = [h for h in hooks if h not in store]
+    if missing:
+        raise CaseError(f"hook {missing[0]!r} did not fire on the forward pass")
+    return {h: store[h] for h in hooks}
 
 
 def hook_activations(model: HookedTransformer, hook: str, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The activation at `hook` of a (padded) batch of token ids [batch, pos], the forward stopped as early as
-    possible: `blocks.L.hook_resid_pre` is what `model(stop_at_layer=L)` returns (one block less than any other
-    hook of block L); other hooks run up to the end of their block. Runs under inference mode; `mask` is the
-    attention mask of right-padded rows (None: no padding)."""
-    import torch
-
-    with torch.inference_mode():
-        m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", hook)
-        if m:
-            return model(tokens, attention_mask=mask, stop_at_layer=int(m.group(1))).detach()
-        store: dict[str, torch.Tensor] = {}
-
-        def keep(act: torch.Tensor, hook: Any) -> None:
-            store["act"] = act.detach()
-
-        model.run_with_hooks(
-            tokens,
-            attention_mask=mask,
-            fwd_hooks=[(hook, keep)],
-            stop_at_layer=stop_layer(hook),
-            return_type=None,
-        )
-    if "act" not in store:
-        raise CaseError(f"hook {hook!r} did not fire on the forward pass")
-    return store["act"]
+    """The activation at one hook of a (padded) batch (see hooks_activations)."""
+    return hooks_activations(model, [hook], tokens, mask)[hook]
 
 
 def padded(model: HookedTransformer, ids: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,6 +261,7 @@ class SaeEngine:
     corpus_cache: dict[Any, Any] = field(default_factory=dict)  # (corpus spec, base) -> corpus_stats.CorpusStats
     progress: Callable[[str], None] | None = None  # where a long corpus pass reports how far it is
     loss_corpora: set[Any] = field(default_factory=set)  # corpus keys whose pass also computes the loss statistics
+    corpus_peers: Callable[[Any], list[SaeEngine]] | None = None  # other SAEs on this model that read a corpus
 
     @property
     def model(self) -> HookedTransformer:

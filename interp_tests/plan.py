@@ -100,6 +100,18 @@ def index_bound(plan: CasePlan) -> list[str]:
     return out
 
 
+def corpora_read(plan: CasePlan) -> set[tuple[object, str]]:
+    """Corpus keys (spec, base) that some check of the case reads."""
+    model = plan.case_file.model
+    out: set[tuple[object, str]] = set()
+    for expectation in plan.case.expect:
+        for group in getattr(expectation.params, "on", None) or plan.case.on or ():
+            spec = model.corpus(group)
+            if spec is not None:
+                out.add((spec, str(plan.case_file.base)))
+    return out
+
+
 def corpora_with_loss(plan: CasePlan) -> set[tuple[object, str]]:
     """Corpus keys (spec, base) that a loss check of the case reads: one streamed pass then computes the
     loss statistics along with the others, instead of a second pass."""

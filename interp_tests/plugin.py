@@ -12,7 +12,7 @@ import pytest
 from . import options as opts
 from .errors import InterpTestsError
 from .items import STATE, CaseFile, CaseItem
-from .plan import corpora_with_loss
+from .plan import corpora_read, corpora_with_loss
 from .session import Session
 
 T = TypeVar("T")
@@ -141,7 +141,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:] = []
         return
     for item in cases:
-        state.want(item.plan.target, item.plan.texts(), corpora_with_loss(item.plan))
+        state.want(item.plan.target, item.plan.texts(), corpora_read(item.plan), corpora_with_loss(item.plan))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

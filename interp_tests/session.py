@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from .schema import SaeRef, Target
 from .summary import RunSummary
 
 if TYPE_CHECKING:
-    from .engine import HookCache, SaeEngine
+    from .engine import ModelCache, SaeEngine
     from .matching import Matching
     from .registry import Registry
 
@@ -29,7 +30,7 @@ DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 class Session:
     options: Options = field(default_factory=Options)
     _registry: Registry | None = None
-    hook_caches: dict[tuple[int, str], HookCache] = field(default_factory=dict)
+    model_caches: dict[int, ModelCache] = field(default_factory=dict)  # id(model) -> its texts' activations at every hook
     engines: Memo[SaeEngine] = field(default_factory=Memo)
     matchings: Memo[Matching] = field(default_factory=Memo)  # (reference, candidate) -> feature matching
     wanted: dict[TargetKey, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -38,6 +39,7 @@ class Session:
     prefetched: list[str] = field(default_factory=list)
     progress: Callable[[str], None] | None = None  # where long corpus passes report how far they are
     loss_corpora: set[tuple[object, str]] = field(default_factory=set)
+    corpus_readers: dict[tuple[object, str], set[TargetKey]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.baselines = Baselines(self.options)
@@ -67,19 +69,39 @@ class Session:
                 return dataclasses.replace(key, sae=o.sae, reference=sae)
         return key
 
-    def want(self, key: TargetKey, texts: list[str], corpora_with_loss: set[tuple[object, str]] | None = None) -> None:
+    def want(self, key: TargetKey, texts: list[str], corpora: set[tuple[object, str]] | None = None, corpora_with_loss: set[tuple[object, str]] | None = None) -> None:
         """Texts a selected case will encode; they are computed together on first use of the target. Corpora
-        that a loss check reads get the loss statistics in their one streamed pass."""
+        are read in one streamed pass for every target that reads them (with the loss statistics where a loss
+        check reads them)."""
         self.wanted[key].update(texts)
+        for corpus in corpora or ():
+            self.corpus_readers.setdefault(corpus, set()).add(key)
         self.loss_corpora.update(corpora_with_loss or ())
 
+    def corpus_peers(self, corpus: tuple[object, str]) -> list[SaeEngine]:
+        """The engines of the targets that read a corpus (those that could be built)."""
+        out = []
+        for key in self.corpus_readers.get(corpus, ()):
+            try:
+                out.append(self.engines.get(key, functools.partial(self._build, key)))
+            except InterpTestsError:
+                continue  # that target's cases fail with its error
+        return out
+
     def engine(self, key: TargetKey) -> SaeEngine:
+        if key not in self.engines:
+            for wanted in list(self.wanted):  # every selected target's hook joins its model's one forward pass
+                if wanted not in self.engines:
+                    try:
+                        self.engines.get(wanted, functools.partial(self._build, wanted))
+                    except InterpTestsError:
+                        pass  # remembered: the cases of that target fail with it
         got = self.engines.get(key, lambda: self._build(key))
         got.want(self.wanted.pop(key, ()))
         return got
 
     def _build(self, key: TargetKey) -> SaeEngine:
-        from .engine import HookCache, SaeEngine, check_hook
+        from .engine import HookCache, ModelCache, SaeEngine, check_hook
 
         reg = self.registry
         sae = reg.sae(key.sae)
@@ -93,13 +115,13 @@ class Session:
                 sae, ref, label, reference = reg.sae(o.sae), o.sae, o.sae.label, key.sae
         model = reg.model_for_sae(key.model, sae, json.loads(key.model_kwargs))
         check_hook(model, hook)
-        cache_key = (id(model), hook)
-        if cache_key not in self.hook_caches:
-            self.hook_caches[cache_key] = HookCache(model, hook, self.batch_tokens)
-        hooks = self.hook_caches[cache_key]
+        if id(model) not in self.model_caches:
+            self.model_caches[id(model)] = ModelCache(model, self.batch_tokens)
+        hooks = HookCache(model, hook, self.batch_tokens, shared=self.model_caches[id(model)])
         engine = SaeEngine(hooks, sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference)
         engine.progress = self.progress
         engine.loss_corpora = self.loss_corpora
+        engine.corpus_peers = lambda corpus: [e for e in self.corpus_peers(corpus) if e.hooks.shared is engine.hooks.shared]
         if reference is not None:
             self._attach_reference(engine, reference)
         return engine
@@ -134,9 +156,11 @@ class Session:
             return []
         reg = self._registry
         loads = ", ".join(f"{k} x{v}" for k, v in sorted(reg.loads.items())) or "nothing"
-        passes = sum(h.forward_passes for h in self.hook_caches.values())
-        texts = sum(len(h.acts) for h in self.hook_caches.values())
-        lines = [f"interp-tests: loaded {loads} on {reg.device}/{reg.dtype}; {texts} texts in {passes} batched forward passes"]
+        passes = sum(m.forward_passes for m in self.model_caches.values())
+        texts = sum(len(set().union(*m.acts.values())) for m in self.model_caches.values())
+        hooks = sum(len(m.hooks) for m in self.model_caches.values())
+        at = f" (at {hooks} hooks)" if hooks > len(self.model_caches) else ""
+        lines = [f"interp-tests: loaded {loads} on {reg.device}/{reg.dtype}; {texts} texts in {passes} batched forward passes{at}"]
         for engine in self.engines.built():
             for stats in engine.corpus_cache.values():
                 lines.append(
