@@ -39,7 +39,7 @@ def sparsity_points(results: Sequence[dict[str, Any]]) -> list[SparsityPoint]:
             if into is not None:
                 into.setdefault(sae, []).append(float(value))
                 cases.setdefault(sae, set()).add(str(r["case_id"]))
-    return [SparsityPoint(sae, sum(l0s[s]) / len(l0s[s]), sum(evs[s]) / len(evs[s]), len(cases[s])) for s in l0s if s in evs]
+    return [SparsityPoint(s, sum(l0s[s]) / len(l0s[s]), sum(evs[s]) / len(evs[s]), len(cases[s])) for s in l0s if s in evs]
 
 
 def sparsity_svg(points: Sequence[SparsityPoint]) -> str:
@@ -73,6 +73,6 @@ def svg_of(fig: Any) -> str:
 
     out = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": "interp-tests", "svg.fonttype": "path"}):
-        fig.savefig(out, format="svg", metadata={"Date": None})
+        fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     text = out.getvalue()
     return text[text.index("<svg") :]
