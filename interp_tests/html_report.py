@@ -1,6 +1,7 @@
-"""The run as one self-contained HTML file (`--interp-html FILE`): per case its verdict and checks, per-token
-heatmaps of feature checks, steering continuations side by side, the drift table, and a session section
-with the sparsity-vs-reconstruction plot and every observed value. No pytest here.
+"""The run as one self-contained HTML file (`--interp-html FILE`): the totals, the session's
+sparsity-vs-reconstruction plot, the drift table, then per case its verdict and checks, per-token heatmaps of
+feature checks and steering continuations side by side, and last the observed value of every check.
+No pytest here.
 
 The file needs no network: inline CSS, inline SVG (matplotlib), one tiny inline script for the buttons that
 open and close cases (the cases are `<details>`, so they open and close without it too). Every text that
@@ -105,14 +106,15 @@ def render_html(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], se
         '<button type="button" data-action="collapse" hidden>collapse all</button>'
         '<button type="button" data-action="failures" hidden>failures only</button></p></header>'
     )
+    parts.append(render_session(results))
+    if drift:
+        parts.append(render_drift(drift))
     parts.append(f'<section id="cases"><h2>Cases ({len(cases)})</h2>')
     parts.extend(render_case(i, c, open_=len(cases) <= OPEN_ALL or not c.ok) for i, c in enumerate(cases))
     if not cases:
         parts.append('<p class="muted">No case ran.</p>')
     parts.append("</section>")
-    if drift:
-        parts.append(render_drift(drift))
-    parts.append(render_session(results, cases))
+    parts.append(f'<section id="observed"><h2>Observed values of every check</h2>{observed_table(cases)}</section>')
     parts.append(f"<script>{SCRIPT}</script></body></html>\n")
     return "\n".join(parts)
 
@@ -297,10 +299,10 @@ def render_drift(drift: Sequence[DriftRow]) -> str:
     )
 
 
-def render_session(results: Sequence[dict[str, Any]], cases: Sequence[CaseResult]) -> str:
+def render_session(results: Sequence[dict[str, Any]]) -> str:
     from .plots import sparsity_points, sparsity_svg
 
-    out = ['<section id="session"><h2>Session</h2>', "<h3>Sparsity vs reconstruction</h3>"]
+    out = ['<section id="session"><h2>Sparsity vs reconstruction</h2>']
     points = sparsity_points(results)
     if points:
         out.append(f'<figure class="plot" id="sparsity-plot">{sparsity_svg(points)}<figcaption class="muted">')
@@ -311,8 +313,6 @@ def render_session(results: Sequence[dict[str, Any]], cases: Sequence[CaseResult
         )
     else:
         out.append('<p class="muted" id="sparsity-plot-missing">No plot: no SAE of this run was checked for both <code>l0</code> and <code>explained_variance</code>.</p>')
-    out.append("<h3>Observed values</h3>")
-    out.append(observed_table(cases))
     out.append("</section>")
     return "\n".join(out)
 
