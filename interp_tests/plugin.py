@@ -44,6 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-tolerance", type=argument(opts.non_negative_float), default=None, help="one absolute drift tolerance for every compared number (default: per kind of check, see docs/CASES.md); a check's own baseline: {abs, rel} wins")
     group.addoption("--interp-prefetch", action="store_true", default=False, help="load every model and SAE the selected cases need (downloading them into the local HF cache), run no case, and exit 0; for a CI step that warms the cache")
     group.addoption("--interp-md", default=None, metavar="FILE", help="write the run's summary as Markdown to FILE at the end (failed cases, the drift table): for a pull-request comment or $GITHUB_STEP_SUMMARY")
+    group.addoption("--interp-html", default=None, metavar="FILE", help="write the run as one self-contained HTML file to FILE at the end (cases, checks, per-token heatmaps, steering, drift, the sparsity-vs-reconstruction plot)")
     parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
     parser.addini("interp_device", default="auto", help="default for --interp-device")
     parser.addini("interp_dtype", default="float32", help="default for --interp-dtype")
@@ -188,6 +189,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     markdown = session.config.getoption("interp_md")
     if markdown:
         failed_write |= state.run.write_markdown(session.config.invocation_params.dir / markdown, state.summary())
+    report = session.config.getoption("interp_html")
+    if report:
+        failed_write |= state.run.write_html(session.config.invocation_params.dir / report, state.summary())
     if session.config.getoption("interp_prefetch") and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK  # nothing was meant to run
     if failed_write and session.exitstatus == pytest.ExitCode.OK:

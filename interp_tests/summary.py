@@ -44,6 +44,19 @@ class RunSummary:
         self.finished.append(f"interp-tests: Markdown summary written to {path}")
         return False
 
+    def write_html(self, path: Path, session_lines: list[str]) -> bool:
+        """Write the self-contained HTML report; True when it could not be written (the reason joins the summary)."""
+        from .files import write_text_atomic
+        from .html_report import render_html
+
+        try:
+            write_text_atomic(path, render_html(self.results, self.baselines.drift, session_lines))
+        except OSError as exc:
+            self.finished.append(f"interp-tests: cannot write {path}: {exc.strerror or exc}")
+            return True
+        self.finished.append(f"interp-tests: HTML report written to {path}")
+        return False
+
     def lines(self) -> list[tuple[str, str]]:
         """(text, colour) lines for the end of the terminal report."""
         out: list[tuple[str, str]] = [(line, "red" if "cannot" in line or "NOT" in line else "") for line in self.finished]
