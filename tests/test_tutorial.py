@@ -37,3 +37,5 @@ def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
     assert "1 passed" in passed
     assert "1 failed" in failed and "silent [feat_871 = #871]: observed 0.0000, expected max activation <= -1.0000 on every text" in failed
     assert "### Failed cases" in report and "silent" in report
+    html = (tmp_path / "report.html").read_text()
+    assert "feat_871" in html and "FAIL" in html
