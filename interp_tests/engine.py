@@ -135,24 +135,33 @@ class HookCache:
 
     @_no_grad_method
     def _forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", self.hook)
+        return hook_activations(self.model, self.hook, tokens, mask)
+
+
+def hook_activations(model: HookedTransformer, hook: str, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The activation at `hook` [batch, pos, ...] of a right-padded batch, the forward stopped as early as
+    possible, under torch.inference_mode."""
+    import torch
+
+    with torch.inference_mode():
+        m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", hook)
         if m:  # the residual that model(stop_at_layer=L) returns is blocks.L.hook_resid_pre: one block less
-            return self.model(tokens, attention_mask=mask, stop_at_layer=int(m.group(1))).detach()
+            return model(tokens, attention_mask=mask, stop_at_layer=int(m.group(1))).detach()
         store: dict[str, torch.Tensor] = {}
 
         def keep(act: torch.Tensor, hook: Any) -> None:
             store["act"] = act.detach()
 
-        self.model.run_with_hooks(
+        model.run_with_hooks(
             tokens,
             attention_mask=mask,
-            fwd_hooks=[(self.hook, keep)],
-            stop_at_layer=stop_layer(self.hook),
+            fwd_hooks=[(hook, keep)],
+            stop_at_layer=stop_layer(hook),
             return_type=None,
         )
-        if "act" not in store:
-            raise CaseError(f"hook {self.hook!r} did not fire on the forward pass")
-        return store["act"]
+    if "act" not in store:
+        raise CaseError(f"hook {hook!r} did not fire on the forward pass")
+    return store["act"]
 
 
 
