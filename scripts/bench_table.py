@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from interp_tests.bench import markdown_table
+from interp_tests.benchmarks.markdown import markdown_table
 
 
 def main(paths: list[str]) -> int:

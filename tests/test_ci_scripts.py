@@ -53,7 +53,7 @@ def test_bench_sh_rejects_a_jemalloc_path_that_is_not_a_file(tmp_path: Path) -> 
 
 
 def test_benchmarks_record_the_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
-    from interp_tests import bench
+    from interp_tests.benchmarks import timing
 
     class Maps:
         def __init__(self, text: str) -> None:
@@ -63,7 +63,7 @@ def test_benchmarks_record_the_allocator(monkeypatch: pytest.MonkeyPatch) -> Non
             return self.text
 
     monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
-    monkeypatch.setattr(bench, "Path", lambda _: Maps("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libjemalloc.so.2\n"))
-    assert bench.allocator() == "jemalloc (dirty_decay_ms:-1)"
-    monkeypatch.setattr(bench, "Path", lambda _: Maps("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libc.so.6\n"))
-    assert bench.allocator() == "libc"
+    monkeypatch.setattr(timing, "Path", lambda _: Maps("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libjemalloc.so.2\n"))
+    assert timing.allocator() == "jemalloc (dirty_decay_ms:-1)"
+    monkeypatch.setattr(timing, "Path", lambda _: Maps("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libc.so.6\n"))
+    assert timing.allocator() == "libc"
