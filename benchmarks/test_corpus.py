@@ -1,0 +1,3 @@
+"""Re-exports interp_tests/benchmarks/test_corpus.py (see conftest.py)."""
+
+from interp_tests.benchmarks.test_corpus import test_corpus_twelve_saes  # noqa: F401

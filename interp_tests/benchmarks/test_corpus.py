@@ -1,0 +1,91 @@
+"""Corpus throughput: twelve SAEs (one per layer of the GPT-2-small-shaped model, 24,576 features each)
+over the same tokens of the bundled held-out corpus, through the engine's one streamed pass, against
+  (a) the bare cost: one forward that stops after layer 11's resid_pre capturing the twelve hooks, and
+      twelve encodes of those activations (engine.hooks_activations + sae.encode: the same calls), and
+  (b) twelve separate passes, one SAE at a time, as an evaluation loop that runs per SAE does
+      (corpus_pass.run_pass for each SAE alone: the engine's own code, one hook each).
+Targets: the engine within 1.25x of (a), at least 5x faster than (b). Statistics only (no loss forwards).
+
+With --benchmark-disable (CI's smoke run): two SAEs of 1,024 features over 256 tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .timing import BenchEnv, benchmark_median, synced
+
+LAYERS, D_SAE = 12, 24_576
+
+
+def engines_and_corpus(n_saes: int, d_sae: int, tokens: int) -> tuple[Any, list[Any], Any]:
+    from ..corpus import Corpus
+    from ..engine import HookCache, ModelCache, SaeEngine
+    from ..schema import CorpusSpec
+    from .builtin import calibrate, gpt2_small_shaped, hook_acts, random_sae
+
+    model = gpt2_small_shaped()
+    shared = ModelCache(model, batch_tokens=2048)
+    engines = []
+    for layer in range(n_saes):
+        hook = f"blocks.{layer}.hook_resid_pre"
+        sae = random_sae(model.cfg.d_model, d_sae, hook, seed=layer)
+        calibrate(sae, hook_acts(model, hook, 256, seed=layer + 1), 64)
+        engines.append(SaeEngine(HookCache(model, hook, 2048, shared=shared), sae, f"layer-{layer}"))
+    corpus = Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=tokens, context=128), model_dir(), "heldout")
+    return model, engines, corpus
+
+
+def model_dir() -> Any:
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent
+
+
+def test_corpus_twelve_saes(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any) -> None:
+    import torch
+
+    from ..corpus_pass import _encode, _windows_batches, run_pass
+    from ..engine import hooks_activations
+
+    smoke = bool(pytestconfig.getoption("benchmark_disable", False))
+    n_saes, d_sae, tokens = (2, 1024, 256) if smoke else (LAYERS, D_SAE, 4096)
+    model, engines, corpus = engines_and_corpus(n_saes, d_sae, tokens)
+    hooks = [e.hooks.hook for e in engines]
+
+    def engine_pass() -> None:
+        run_pass(engines, corpus, with_loss=set(), progress=None)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for _, toks, mask, keep in _windows_batches(engines[0], corpus):
+                acts = hooks_activations(model, hooks, toks, mask)
+                for e in engines:
+                    _encode(e, acts[e.hooks.hook][keep])
+
+    def separate() -> None:
+        for e in engines:
+            run_pass([e], corpus, with_loss=set(), progress=None)
+
+    timings: dict[str, list[float]] = {"bare": [], "separate": []}
+
+    def alongside() -> None:  # the baselines, timed in each round next to the engine
+        for name, fn in (("bare", bare), ("separate", separate)):
+            start = time.perf_counter()
+            synced(fn, "cpu")()
+            timings[name].append(time.perf_counter() - start)
+
+    rounds = 1 if smoke else 2
+    benchmark.pedantic(synced(engine_pass, "cpu"), setup=alongside, rounds=rounds, warmup_rounds=0)
+    stats = run_pass(engines, corpus, with_loss=set(), progress=None)
+    n = stats[0].tokens
+    median = benchmark_median(benchmark)
+    info: dict[str, Any] = {"saes": n_saes, "d_sae": d_sae, "tokens": n, "device": "cpu", "dtype": "float32", "threads": torch.get_num_threads()}
+    if median:
+        bare_s, separate_s = sorted(timings["bare"])[len(timings["bare"]) // 2], sorted(timings["separate"])[len(timings["separate"]) // 2]
+        info |= {
+            "median_s": median, "tokens_per_s": n / median, "bare_median_s": bare_s, "separate_median_s": separate_s,
+            "engine_over_bare": median / bare_s, "separate_over_engine": separate_s / median,
+        }
+    benchmark.extra_info.update(info)
