@@ -10,6 +10,7 @@ import pytest
 
 from interp_tests.schema import ALL_CHECKS
 
+from . import checkpoints
 from .helpers import ROOT
 
 BUNDLED = sorted((ROOT / "cases").glob("*.yaml"))
@@ -85,9 +86,12 @@ def _make_impossible(name: str, params: Any, data: Any, case: Any, registry: Any
             "explained_variance": ("min", 1.01), "explained_variance_legacy": ("min", 1.01), "cosine": ("min", 1.01),
             "mse": ("max", -1.0), "l0": ("min", 1e9), "dead_fraction": ("max", -1.0), "ce_loss_score": ("min", 1e9),
             "delta_loss": ("max", -1e9), "kl_div": ("max", -1.0), "logprob_shift": ("min", 1e9), "kl": ("min", 1e9),
+            "dense_fraction": ("max", -1.0), "density": ("max", 0.0), "matched": ("min_cosine", 1.0),
         }[name]
         if name in ("l0", "kl"):
             params.pop("max", None)  # min > max would be a schema error: the huge min alone is impossible
+        if name == "density":
+            params.pop("min", None)  # a feature that fires is above a density of 0
         params[impossible[0]] = impossible[1]
 
 
@@ -104,7 +108,10 @@ def test_each_check_fails_with_an_impossible_claim(pytester: pytest.Pytester, in
     yaml.dump(data, out)
     (pytester.path / "cases").mkdir()
     (pytester.path / "cases" / path.name).write_text(out.getvalue())
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    extra: list[str] = []
+    if name == "matched":  # a claim about a candidate checkpoint: the reference matches itself at cos 1
+        extra = ["--interp-sae", str(checkpoints.save_variant(pytester.path / "noisy", checkpoints.noisy))]
+    result = pytester.runpytest("-p", "no:cacheprovider", *extra)
     report = result.stdout.str()
     result.assert_outcomes(failed=1)
     fail_rows = [line for line in report.splitlines() if line.strip().startswith("FAIL ") and f"  {name}" in line]

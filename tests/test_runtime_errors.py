@@ -85,22 +85,27 @@ def test_unloadable_targets_fail_every_case_with_one_clear_message(pytester: pyt
     assert "3 failed" in out
 
 
+HELDOUT = "texts:\n  heldout: {corpus: {bundled: tiny-stdlib-heldout, tokens: 10000}}\n"
+
+
 def test_registry_shorthand_without_a_registry_entry_is_a_clear_error(pytester: pytest.Pytester) -> None:
     save_random_sae(pytester.path / "local")
     target = "target:\n  model: tiny-stdlib\n  sae: {path: ../local}\n"
-    case_file(pytester, "reg", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - l0: {registry: true, tolerance: 5}\n", target=target)
+    case_file(pytester, "reg", HELDOUT + "cases:\n  - id: a\n    on: heldout\n    expect:\n      - l0: {registry: true, tolerance: 5}\n", target=target)
     out = run(pytester)
     assert "l0: registry: true, but the registry entry of SAE" in out and "publishes no l0 (it has: nothing): give explicit bounds instead" in out, out
 
 
 def test_registry_shorthand_on_the_bundled_sae_uses_its_published_values(pytester: pytest.Pytester) -> None:
-    case_file(pytester, "reg", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - l0: {registry: true, tolerance: 0.5}\n      - explained_variance: {registry: true, tolerance: 2.0}\n")
+    case_file(pytester, "reg", HELDOUT + "cases:\n  - id: a\n    on: heldout\n    expect:\n      - l0: {registry: true, tolerance: 0.5}\n      - explained_variance: {registry: true, tolerance: 0.02}\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    case_file(pytester, "reg", TEXT + "cases:\n  - id: a\n    on: prose\n    expect:\n      - explained_variance: {registry: true, tolerance: 0.0}\n      - l0: {registry: true, tolerance: 0.5}\n")
+    # the bounds are the bundled metadata's held-out values (shown on the ok lines of a failing case)
+    case_file(pytester, "reg", HELDOUT + "cases:\n  - id: a\n    on: heldout\n    expect:\n      - explained_variance: {registry: true, tolerance: 0.0}\n      - l0: {registry: true, tolerance: 0.0}\n      - mse: {max: -1}\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)  # one short text explains less than the held-out value
-    assert "registry value 0.8" in result.stdout.str()
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "explained_variance: observed 0.8133, expected >= 0.8129" in out and "l0: observed 24.0000, expected in [24.0000, 24.0000]" in out, out
 
 
 @pytest.mark.parametrize(("check", "needs"), [("explained_variance: {min: 0}", "explained_variance needs at least 2 tokens"), ("ce_loss_score: {min: 0}", "ce_loss_score needs texts of at least 2 tokens")])

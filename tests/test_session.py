@@ -61,8 +61,11 @@ def test_interp_sae_override_runs_the_same_cases_on_another_checkpoint(pytester:
     result = pytester.runpytest("-p", "no:cacheprovider", "--interp-sae", "new-ckpt", "-k", "case-0")
     out = result.stdout.str()
     result.assert_outcomes(passed=1)
-    assert "sae:" + str((pytester.path / "new-ckpt").resolve()) + " x1" in out and "tiny-stdlib-res" not in out.split("interp-tests: loaded")[1].splitlines()[0]
-    assert "WARNING 1 checks are index-bound" in out and "silent uses feature 'plain' = index 7" in out, out
+    loaded = out.split("interp-tests: loaded")[1].splitlines()[0]
+    assert "sae:" + str((pytester.path / "new-ckpt").resolve()) + " x1" in loaded and "sae:tiny-stdlib-res/blocks.1.hook_resid_pre x1" in loaded  # the reference too: for the matching
+    # the plain index 7 names a reference feature: the case runs on its best match in the candidate, and says so
+    assert "notes on candidate SAEs" in out and "reference #7 runs as candidate #" in out, out
+    assert "first: #" in out and "on the reference" in out, out  # the named feature is checked against the matching
 
 
 def test_interp_sae_with_a_hook_replaces_only_targets_at_that_hook(pytester: pytest.Pytester) -> None:
@@ -132,7 +135,9 @@ def test_an_interrupted_write_leaves_the_old_baseline(tmp_path: Path, monkeypatc
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(baseline.os, "replace", boom)
+    from interp_tests import files
+
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
         baseline.write_atomic(path, "a.yaml", {"k": {"sae": baseline.Entry("sae", {"expect[0].l0": 2.0}, {})}})
     assert path.read_text() == before
