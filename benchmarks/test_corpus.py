@@ -1,3 +1,6 @@
 """Re-exports interp_tests/benchmarks/test_corpus.py (see conftest.py)."""
 
-from interp_tests.benchmarks.test_corpus import test_corpus_twelve_saes  # noqa: F401
+from interp_tests.benchmarks.test_corpus import (
+    test_corpus_million_tokens,  # noqa: F401,E402
+    test_corpus_twelve_saes,  # noqa: F401
+)

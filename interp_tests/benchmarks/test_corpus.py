@@ -89,3 +89,51 @@ def test_corpus_twelve_saes(benchmark: Any, bench_env: BenchEnv, pytestconfig: A
             "engine_over_bare": median / bare_s, "separate_over_engine": separate_s / median,
         }
     benchmark.extra_info.update(info)
+
+
+def stdlib_text(path: Any, max_bytes: int) -> Any:
+    """A .txt corpus from this Python's standard library sources (documents: blank-line separated blocks)."""
+    import sysconfig
+    from pathlib import Path
+
+    written = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for source in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
+            text = source.read_text(encoding="utf-8", errors="replace")
+            out.write(text + "\n\n")
+            written += len(text)
+            if written >= max_bytes:
+                break
+    return path
+
+
+def test_corpus_million_tokens(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any, tmp_path: Any) -> None:
+    """1M tokens through the bundled pair with every reconstruction and loss statistic (target: under 5 minutes)."""
+    import torch
+
+    from ..corpus import Corpus
+    from ..corpus_pass import run_pass
+    from ..engine import HookCache, SaeEngine
+    from ..registry import Registry
+    from ..schema import CorpusSpec, SaeRef
+
+    smoke = bool(pytestconfig.getoption("benchmark_disable", False))
+    tokens = 5_000 if smoke else 1_000_000
+    source = stdlib_text(tmp_path / "stdlib.txt", 20_000_000 if not smoke else 200_000)
+    reg = Registry()
+    hook = "blocks.1.hook_resid_pre"
+    engine = SaeEngine(HookCache(reg.model("tiny-stdlib"), hook, 8192), reg.sae(SaeRef(release="tiny-stdlib-res", id=hook)), "tiny-stdlib-res")
+    corpus = Corpus(CorpusSpec(path=str(source), tokens=tokens, context=128), tmp_path, "stdlib")
+    found: dict[str, Any] = {}
+
+    def run() -> None:
+        found["stats"] = run_pass([engine], corpus, with_loss={id(engine)}, progress=None)[0]
+
+    benchmark.pedantic(synced(run, "cpu"), rounds=1, warmup_rounds=0)
+    stats = found["stats"]
+    assert stats.tokens >= tokens and stats.predictions > 0
+    median = benchmark_median(benchmark)
+    info: dict[str, Any] = {"tokens": stats.tokens, "windows": stats.windows, "threads": torch.get_num_threads(), "explained_variance": stats.explained_variance, "ce_loss_score": stats.ce_loss_score}
+    if median:
+        info |= {"median_s": median, "tokens_per_s": stats.tokens / median}
+    benchmark.extra_info.update(info)
