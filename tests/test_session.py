@@ -51,8 +51,21 @@ def test_every_observed_value_is_a_junit_property(pytester: pytest.Pytester) -> 
     xml = pytester.path / "j.xml"
     pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={xml}")
     props = _props(xml)["case-0"]
-    for name in ("l0.observed", "explained_variance.observed", "fires.observed", "silent.observed"):
-        assert float(props[name]) == float(props[name])  # present and numeric
+    assert sorted(props) == ["explained_variance.observed", "fires.observed", "l0.observed", "silent.observed"]  # nothing internal
+    # each value is the one an independent computation gives (tests/test_metrics.py checks every check kind so)
+    import torch
+
+    from interp_tests.registry import Registry
+    from interp_tests.schema import SaeRef
+
+    reg = Registry()
+    model, sae = reg.model("tiny-stdlib"), reg.sae(SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre"))
+    texts = ["def add(a, b):\n    return a + b", "for i in range(3):\n    print(i)", "Return the number of items in the list.", "This module provides functions for parsing dates."]
+    with torch.inference_mode():
+        feats = [sae.encode(model.run_with_cache(t, names_filter="blocks.1.hook_resid_pre")[1]["blocks.1.hook_resid_pre"][0, 1:]) for t in texts]
+    l0 = float(torch.cat([(f > 0).sum(-1).double() for f in feats]).mean())
+    assert float(props["l0.observed"]) == pytest.approx(l0, abs=1e-6)
+    assert float(props["silent.observed"]) == pytest.approx(max(float(f[:, 7].max()) for f in feats[2:]), abs=1e-5)
 
 
 def test_interp_sae_override_runs_the_same_cases_on_another_checkpoint(pytester: pytest.Pytester) -> None:
@@ -144,6 +157,7 @@ def test_an_interrupted_write_leaves_the_old_baseline(tmp_path: Path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["a.yaml.baseline.json"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_xdist_parallel_run_gives_the_same_outcomes_and_values_as_serial(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     case_file(pytester, "a", MANY)

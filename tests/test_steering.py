@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,18 +94,8 @@ def test_hooks_never_leak_after_pass_fail_or_error(pytester: pytest.Pytester) ->
     assert out.count("HOOKS-LEFT") == 4, out
     assert "HOOKS-LEFT steer 0" in out and "HOOKS-LEFT multi-token-target 0" in out
     assert all(line.endswith(" 0") for line in out.splitlines() if line.startswith("HOOKS-LEFT")), out
-    result.assert_outcomes(passed=1, failed=3)
-
-
-def test_verdict_depends_on_steering_strength_zero_fails(pytester: pytest.Pytester) -> None:
-    case_file(pytester, "steer", STEER_CASES.replace("STRENGTH", "40.0"))
-    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "steer and not multi")
-    result.assert_outcomes(passed=1)
-    case_file(pytester, "steer", STEER_CASES.replace("STRENGTH", "0.0"))
-    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "steer and not multi")
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert "kl [defword = #" in out and "observed 0.0000" in out
+    result.assert_outcomes(passed=1, failed=3)  # steer passes at 40, fails at 0 (its verdict comes from the steering)
+    assert "kl [defword = #" in out and "observed 0.0000" in out  # at strength 0 nothing moves
 
 
 def test_a_multi_token_target_is_an_error_that_shows_the_split(pytester: pytest.Pytester) -> None:
@@ -127,16 +118,22 @@ cases:
 """
 
 
-def _generated(pytester: pytest.Pytester, name: str) -> str:
-    xml = pytester.path / f"{name}.xml"
-    pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={xml}")
-    props = {p.get("name"): p.get("value") for p in ET.parse(xml).getroot().iter("property")}
-    return str(props["generates.observed"])
+def test_sampling_with_a_seed_is_reproducible_in_process_and_in_a_fresh_process(pytester: pytest.Pytester, interp_model: Any, interp_sae: Any) -> None:
+    from interp_tests.steering import Steerer, generate
 
+    tokens = interp_model.to_tokens("I went to the store to buy")
 
-def test_sampling_with_a_seed_gives_the_same_text_in_a_fresh_process(pytester: pytest.Pytester) -> None:
+    def sample(seed: int) -> list[int]:
+        steerer = Steerer(interp_sae, 692, 4.0)
+        return generate(interp_model, tokens, 16, hook="blocks.1.hook_resid_pre", steerer=steerer, temperature=1.0, seed=seed).tolist()
+
+    assert sample(7) == sample(7) and sample(7) != sample(8)
     case_file(pytester, "sampled", SAMPLED)
-    first, second = _generated(pytester, "a"), _generated(pytester, "b")
-    assert first == second and len(first) > 0
-    case_file(pytester, "sampled", SAMPLED.replace("seed: 7", "seed: 8"))
-    assert _generated(pytester, "c") != first
+    here, fresh = pytester.path / "here.xml", pytester.path / "fresh.xml"
+    pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={here}")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={fresh}")
+
+    def generated(xml: Path) -> str:
+        return str({p.get("name"): p.get("value") for p in ET.parse(xml).getroot().iter("property")}["generates.observed"])
+
+    assert generated(here) == generated(fresh) and len(generated(here)) > 0
