@@ -4,7 +4,7 @@
 #   ci/bench.sh save [NAME]      run the benchmarks and save the run (as NAME, else numbered: --benchmark-autosave)
 #   ci/bench.sh compare [REF]    run them again and fail when any median is more than $BENCH_FAIL (default 10%)
 #                                slower than REF (a saved run's number or name; default: the latest saved run)
-#   ci/bench.sh smoke            each benchmark body once, untimed (--benchmark-disable): a quick CI check
+#   ci/bench.sh smoke            each benchmark body once, untimed (--benchmark-disable), 1 thread: a quick CI check
 #
 # Arguments after `--` go to pytest, e.g. `ci/bench.sh compare -- --interp-device cuda --interp-dtype bfloat16`.
 # Runs are stored in $BENCH_STORAGE (default .benchmarks/, git-ignored) under one folder per machine id
@@ -47,7 +47,9 @@ case "$mode" in
     exec "$PY" -m pytest "${timed[@]}" --benchmark-compare${ref:+=$ref} \
       --benchmark-compare-fail="median:${BENCH_FAIL:-10%}" "$@" ;;
   smoke)
-    exec "$PY" -m pytest benchmarks/ --benchmark-disable -q "$@" ;;
+    # one torch thread: a smoke run checks the code, and on a runner whose cores are shared 2-thread
+    # kernels can be many times slower (docs/benchmarks.md); a later --interp-bench-threads overrides it
+    exec "$PY" -m pytest benchmarks/ --benchmark-disable -q --interp-bench-threads 1 "$@" ;;
   *)
     usage ;;
 esac

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,37 @@ def test_benchmarks_record_the_allocator(monkeypatch: pytest.MonkeyPatch) -> Non
     assert timing.allocator() == "jemalloc (dirty_decay_ms:-1)"
     monkeypatch.setattr(timing, "Path", lambda _: Maps("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libc.so.6\n"))
     assert timing.allocator() == "libc"
+
+
+_MODULES_AFTER = "import sys, pytest; rc = pytest.main(sys.argv[1:]); print('IMPORTED', sorted(m for m in ('torch', 'interp_tests.benchmarks') if m in sys.modules)); sys.exit(rc)"
+
+
+def _pytest_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest in a subprocess from `cwd`, with this checkout's interp_tests first on the path; prints which of
+    torch and interp_tests.benchmarks it imported."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", _MODULES_AFTER, "-p", "no:cacheprovider", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_the_plugin_never_imports_the_benchmarks_package() -> None:
+    r = _pytest_in(ROOT, "--collect-only", "-q", "cases/tiny-stdlib.yaml")
+    assert r.returncode == 0 and "IMPORTED []" in r.stdout, r.stdout[-2000:] + r.stderr
+
+
+def test_the_packaged_benchmarks_run_with_pyargs_outside_a_checkout_against_the_interp_sae_candidate(tmp_path: Path) -> None:
+    # a user's project: its own case file, and a candidate SAE (a copy of the bundled one) given by --interp-sae
+    (tmp_path / "cases").mkdir()
+    (tmp_path / "cases" / "tiny.yaml").write_text((ROOT / "cases" / "tiny-stdlib.yaml").read_text())
+    (tmp_path / "pytest.ini").write_text("[pytest]\ninterp_cases = cases\n")
+    shutil.copytree(ROOT / "interp_tests" / "bundled" / "tiny-stdlib-res" / "blocks.1.hook_resid_pre", tmp_path / "candidate")
+    pyargs = ("-p", "interp_tests.benchmarks.plugin", "--pyargs", "interp_tests.benchmarks", "--interp-sae", "candidate", "--interp-bench-tokens", "256")
+
+    listed = _pytest_in(tmp_path, *pyargs, "--collect-only", "-q")
+    assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr
+    target = f"tiny-stdlib@{tmp_path / 'candidate'}"
+    assert f"test_encode.py::test_encode[{target}-256tok]" in listed.stdout, listed.stdout
+    assert "tiny-stdlib-res" not in listed.stdout, listed.stdout  # the case file's SAE was replaced
+    assert "IMPORTED ['interp_tests.benchmarks']" in listed.stdout, listed.stdout[-500:]  # and no torch
+
+    ran = _pytest_in(tmp_path, *pyargs, "--benchmark-disable", "-q", "-k", "tiny and test_encode")
+    assert ran.returncode == 0 and "1 passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr

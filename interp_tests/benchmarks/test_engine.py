@@ -88,6 +88,7 @@ def test_engine_workload(benchmark: Any, bench_loader: Loader, bench_env: BenchE
             "bare_forward_s": base.median("bare.forward"), "bare_encode_s": base.median("bare.encode"), "bare_decode_s": base.median("bare.decode"),
             "engine_speedup_vs_notebook": nb_s / median, "engine_vs_bare": median / bare_s,
             "engine_vs_bare_with_decode": median / (bare_s + (base.median("bare.decode") or 0.0)),
+            "rounds_s": {"engine": list(benchmark.stats.stats.data), **base.times},  # every measured round, to judge noise
             "note": f"{nb_s / median:.2f}x faster than notebook; {median / bare_s:.2f}x bare forward+encode",
         }
         bench_report.add(benchmark.name, info)
