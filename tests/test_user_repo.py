@@ -30,7 +30,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (repo / "cases").mkdir()
     shutil.copy(ROOT / "cases" / "tiny-stdlib.yaml", repo / "cases" / "claims.yaml")
     (repo / "ci").mkdir()
-    for script in ("interp-gate.sh", "interp-prefetch.sh"):
+    for script in ("interp-gate.sh", "interp-prefetch.sh", "interp-bench.sh"):
         shutil.copy(ROOT / "ci" / "user" / script, repo / "ci" / script)
     checkpoints.save_variant(repo / "ckpts" / "identical", checkpoints.identical)
     checkpoints.save_variant(repo / "ckpts" / "noisy", checkpoints.noisy)
@@ -63,3 +63,14 @@ def test_gate_is_red_with_the_drift_table_on_a_noisy_checkpoint(repo: Path) -> N
 def test_gate_usage_error(repo: Path) -> None:
     gate = run(repo, "bash", "ci/interp-gate.sh")
     assert gate.returncode == 2 and "usage: ci/interp-gate.sh CANDIDATE" in gate.stderr
+
+
+def test_bench_saves_on_its_first_run_then_compares(repo: Path) -> None:
+    args = "-k 'tiny-stdlib and test_encode' --interp-bench-tokens 512 --interp-bench-rounds 1"
+    first = run(repo, "bash", "ci/interp-bench.sh", INTERP_BENCH_ARGS=args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "no saved run in .benchmarks yet: this run is saved as the baseline" in first.stderr
+    assert list((repo / ".benchmarks").rglob("*.json"))
+    second = run(repo, "bash", "ci/interp-bench.sh", "1000%", INTERP_BENCH_ARGS=args)  # a generous gate: noise must not fail it here
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "no saved run" not in second.stderr and "test_encode" in second.stdout
