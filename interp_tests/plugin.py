@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -123,9 +124,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
 
     config = parent.config
     dirs = [(config.rootpath / d).resolve() for d in config.getini("interp_cases")]
-    if is_case_file(file_path, config.invocation_params.dir, named_args(config), dirs):
+    if not is_case_file(file_path, config.invocation_params.dir, named_args(config), dirs):
+        return None
+    if file_path.resolve().is_relative_to(config.rootpath.resolve()):
         return CaseFile.from_parent(parent, path=file_path)
-    return None
+    # outside the rootdir pytest would name it by nothing ("::case"): name it as the user typed it
+    return CaseFile.from_parent(parent, path=file_path, nodeid=os.path.relpath(file_path, config.invocation_params.dir))
 
 
 @pytest.hookimpl(trylast=True)
