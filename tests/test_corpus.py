@@ -184,3 +184,18 @@ def test_an_unreadable_corpus_fails_its_checks_with_the_reason(pytester: pytest.
     out = result.stdout.str()
     assert f"corpus file {pytester.path / 'cases' / 'nowhere.jsonl'} does not exist (a corpus path is relative to the case file)" in out, out
     assert f"corpus {pytester.path / 'cases' / 'bad.jsonl'}:2: not JSON" in out and "Traceback" not in out, out
+
+
+def test_a_dataset_source_is_read_through_the_datasets_library(tmp_path: Path) -> None:
+    """`dataset:` goes to datasets.load_dataset (streamed): here a local dataset folder, so no hub is needed."""
+    from interp_tests.corpus import documents
+    from interp_tests.errors import CaseError
+    from interp_tests.schema import CorpusSpec
+
+    folder = tmp_path / "my-dataset"
+    folder.mkdir()
+    texts = ["first document", "second document", "third"]
+    (folder / "train.jsonl").write_text("".join(json.dumps({"content": t}) + "\n" for t in texts))
+    assert list(documents(CorpusSpec(dataset=str(folder), split="train", field="content"), tmp_path)) == texts
+    with pytest.raises(CaseError, match="records have no string field 'text'"):
+        list(documents(CorpusSpec(dataset=str(folder)), tmp_path))
