@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .helpers import BUNDLED_TARGET, case_file
@@ -46,19 +48,32 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("name", "text", "line", "fragment"), MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_malformed_file_is_a_clean_error_and_other_files_still_run(
-    pytester: pytest.Pytester, name: str, text: str, line: int, fragment: str
-) -> None:
-    bad = pytester.path / "cases" / f"{name}.yaml"
-    bad.parent.mkdir(parents=True, exist_ok=True)
+def test_malformed_file_is_a_clean_path_line_error(tmp_path: Path, name: str, text: str, line: int, fragment: str) -> None:
+    from interp_tests.casefile import load_case_file
+    from interp_tests.errors import CaseFileError
+
+    bad = tmp_path / f"{name}.yaml"
     bad.write_text(text)
+    with pytest.raises(CaseFileError) as err:
+        load_case_file(bad, Path("cases") / f"{name}.yaml")
+    message = str(err.value)
+    assert f"cases/{name}.yaml:{line}: " in message and fragment in message, message
+    assert all(problem.startswith(f"cases/{name}.yaml:") for problem in err.value.problems), message
+    assert "Traceback" not in message and "pydantic" not in message.lower(), message
+
+
+def test_a_malformed_file_is_an_error_of_that_file_and_the_others_still_run(pytester: pytest.Pytester) -> None:
+    """The wiring, once: the bad file is an error (not a crash, not an interrupted session) beside a good file."""
+    for name, text, _, _ in (MALFORMED[0], MALFORMED[4]):
+        bad = pytester.path / "cases" / f"{name}.yaml"
+        bad.parent.mkdir(parents=True, exist_ok=True)
+        bad.write_text(text)
     case_file(pytester, "good", GOOD)
     result = pytester.runpytest("-p", "no:cacheprovider")
     out = result.stdout.str()
-    assert f"cases/{name}.yaml:{line}: " in out, out
-    assert fragment in out, out
-    assert "Traceback" not in out and "pydantic" not in out.lower(), out
-    result.assert_outcomes(passed=1, errors=1)
+    assert "cases/not-yaml.yaml:5: <file>: invalid YAML" in out and "cases/wrong-type.yaml:8: cases[0].expect[0].l0.max: expected a number (got 'lots')" in out, out
+    assert "Traceback" not in out and "Interrupted" not in out, out
+    result.assert_outcomes(passed=1, errors=2)
 
 
 def test_yaml_1_2_keeps_on_yes_no_as_strings(pytester: pytest.Pytester) -> None:
