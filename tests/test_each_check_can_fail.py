@@ -95,28 +95,44 @@ def _make_impossible(name: str, params: Any, data: Any, case: Any, registry: Any
         params[impossible[0]] = impossible[1]
 
 
-@pytest.mark.parametrize("name", sorted(ALL_CHECKS))
-def test_each_check_fails_with_an_impossible_claim(pytester: pytest.Pytester, interp_registry: Any, name: str) -> None:
-    path, i, j = OCCURRENCES[name]
+def test_each_check_fails_with_an_impossible_claim(pytester: pytest.Pytester, interp_registry: Any) -> None:
+    """One case per check kind, each a copy of the bundled case that uses the check with that claim made
+    impossible, all in one file and one run; `matched` (a claim about a candidate) in a second run."""
+    import copy
+
     yaml = _rt()
-    data = yaml.load(path.read_text())
-    case = data["cases"][i]
-    data["cases"] = [case]
-    params = case["expect"][j][name]
-    _make_impossible(name, params, data, case, interp_registry)
-    out = io.StringIO()
-    yaml.dump(data, out)
     (pytester.path / "cases").mkdir()
-    (pytester.path / "cases" / path.name).write_text(out.getvalue())
-    extra: list[str] = []
-    if name == "matched":  # a claim about a candidate checkpoint: the reference matches itself at cos 1
-        extra = ["--interp-sae", str(checkpoints.save_variant(pytester.path / "noisy", checkpoints.noisy))]
-    result = pytester.runpytest("-p", "no:cacheprovider", *extra)
-    report = result.stdout.str()
-    result.assert_outcomes(failed=1)
-    fail_rows = [line for line in report.splitlines() if line.strip().startswith("FAIL ") and f"  {name}" in line]
-    assert fail_rows, report
-    assert "observed " in fail_rows[0] and "observed -," not in fail_rows[0], fail_rows[0]
+    runs: dict[str, list[str]] = {"reference": [], "candidate": []}
+    files: dict[str, Any] = {}
+    for name in sorted(ALL_CHECKS):
+        path, i, j = OCCURRENCES[name]
+        data = yaml.load(path.read_text())
+        case = copy.deepcopy(data["cases"][i])
+        params = case["expect"][j][name]
+        _make_impossible(name, params, data, case, interp_registry)
+        case["id"] = f"impossible-{name}"
+        kind = "candidate" if name == "matched" else "reference"
+        key = f"{kind}-{path.stem}"
+        if key not in files:
+            files[key] = data
+            data["cases"] = []
+        files[key]["cases"].append(case)
+        runs[kind].append(name)
+    for key, data in files.items():
+        out = io.StringIO()
+        yaml.dump(data, out)
+        (pytester.path / "cases" / f"{key}.yaml").write_text(out.getvalue())
+    noisy = str(checkpoints.save_variant(pytester.path / "noisy", checkpoints.noisy))
+    for kind, names in runs.items():
+        extra = ["--interp-sae", noisy] if kind == "candidate" else []  # the reference matches itself at cos 1
+        result = pytester.runpytest("-p", "no:cacheprovider", *extra, *[f"cases/{k}.yaml" for k in files if k.startswith(kind)])
+        report = result.stdout.str()
+        result.assert_outcomes(failed=len(names))
+        for name in names:
+            section = report.split(f"case impossible-{name} ")[1].split("\n_")[0]
+            fail_rows = [line for line in section.splitlines() if line.strip().startswith("FAIL ") and f"  {name}" in line]
+            assert fail_rows, section
+            assert "observed " in fail_rows[0] and "observed -," not in fail_rows[0], fail_rows[0]
 
 
 STEERING_CASES = [
