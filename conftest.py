@@ -21,3 +21,13 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         if not any(p == hub or p.is_relative_to(hub) for p in named):
             return True
     return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long fuzz run (`-m fuzz`) runs only when asked for: otherwise it is deselected, not skipped."""
+    if "fuzz" in str(config.getoption("-m") or ""):
+        return
+    long_runs = [item for item in items if item.get_closest_marker("fuzz") is not None]
+    if long_runs:
+        config.hook.pytest_deselected(items=long_runs)
+        items[:] = [item for item in items if item.get_closest_marker("fuzz") is None]
