@@ -28,6 +28,7 @@ from . import schema
 from .echo import echo
 from .errors import InterpTestsError
 from .files import write_text_atomic
+from .memo import Memo
 from .options import Options
 from .plan import CasePlan
 from .runner import CaseResult, check_key
@@ -248,22 +249,14 @@ class Baselines:
     """The session's baselines: read once per file, compared per case, written once at the end."""
 
     options: Options
-    files: dict[Path, BaselineFile | InterpTestsError] = field(default_factory=dict)
+    files: Memo[BaselineFile] = field(default_factory=Memo)  # read once per session; an unreadable file stays an error
     records: dict[Path, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)  # file -> case -> label -> payload
     drift: list[DriftRow] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     failed_writes: int = 0
 
     def _file(self, path: Path) -> BaselineFile:
-        if path not in self.files:
-            try:
-                self.files[path] = read(path)
-            except InterpTestsError as exc:
-                self.files[path] = exc
-        got = self.files[path]
-        if isinstance(got, InterpTestsError):
-            raise got
-        return got
+        return self.files.get(path, lambda: read(path))
 
     def compare(self, plan: CasePlan, result: CaseResult) -> tuple[tuple[Verdict, ...], tuple[DriftRow, ...]]:
         """Drift verdicts of the checks this run compares (see `tolerance_for`), and their drift-table rows."""

@@ -8,6 +8,12 @@ import warnings
 # re-importing torch's C extensions in the same process then crashes. Import them once, up front.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
+    import ruamel.yaml.composer  # noqa: F401  (yaml_source caches classes built on these: keep one copy)
+    import ruamel.yaml.constructor  # noqa: F401
+    import ruamel.yaml.error  # noqa: F401
+    import ruamel.yaml.events  # noqa: F401
+    import ruamel.yaml.nodes  # noqa: F401
+    import ruamel.yaml.scanner  # noqa: F401
     import sae_lens  # noqa: F401
     import torch  # noqa: F401
     import transformer_lens  # noqa: F401
