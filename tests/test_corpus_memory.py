@@ -1,47 +1,67 @@
-"""A corpus pass streams: peak memory at 4x the token budget stays within 10% of the peak at 1x."""
+"""A corpus pass streams: peak memory at 4x the token budget stays within 10% of the peak at 1x.
+
+Each budget runs in a fresh process (the engine's corpus pass with every reconstruction and loss statistic,
+as a corpus case runs it), the two side by side. glibc's mmap threshold is pinned
+(`MALLOC_MMAP_THRESHOLD_`): left adaptive, it moves a pass's peak by up to 200 MB between identical runs,
+depending on which thread freed what first; pinned, RSS follows the memory the pass holds and the peaks
+repeat to the kilobyte. Besides the whole-process peak (the issue's measure), the test compares what the
+pass adds over the RSS it started from (`/proc/self/clear_refs` resets the peak mark first), which is
+sharper: keeping the feature activations of every batch passes the first and fails the second.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from .helpers import BUNDLED_TARGET
+from .helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
-CASE = """\
-texts:
-  heldout: {{corpus: {{bundled: tiny-stdlib-heldout, tokens: {tokens}, context: 128}}}}
-cases:
-  - id: streamed
-    on: heldout
-    expect:
-      - explained_variance: {{min: -1000}}
-      - dead_fraction: {{max: 1}}
-      - kl_div: {{max: 1000}}
+PROBE = """
+import json, sys
+from pathlib import Path
+from interp_tests.corpus import Corpus
+from interp_tests.corpus_pass import corpus_stats
+from interp_tests.engine import HookCache, SaeEngine
+from interp_tests.registry import Registry
+from interp_tests.schema import CorpusSpec, SaeRef
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+hook = "blocks.1.hook_resid_pre"
+registry = Registry()
+engine = SaeEngine(HookCache(registry.model("tiny-stdlib"), hook, 2048), registry.sae(SaeRef(release="tiny-stdlib-res", id=hook)), "tiny-stdlib-res")
+found = []
+for tokens in json.loads(sys.argv[1]):
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak-RSS mark restarts from the current RSS
+    before = status("VmRSS")
+    corpus = Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=tokens, context=128), Path("."), "heldout")
+    stats = corpus_stats(engine, corpus, loss=True)
+    found.append({"budget": tokens, "tokens": stats.tokens, "rss_before_kib": before, "peak_kib": status("VmHWM"), "kl_div": stats.kl_div})
+print(json.dumps(found))
 """
 
 
-def peak_rss_kib(tmp_path: Path, tokens: int) -> tuple[int, str]:
-    case = tmp_path / f"c{tokens}.yaml"
-    case.write_text(BUNDLED_TARGET + CASE.format(tokens=tokens))
+def test_peak_memory_does_not_grow_with_the_token_budget() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", str(case), "-q", "-p", "no:cacheprovider", "--interp-batch-tokens", "2048"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out
-    return usage.ru_maxrss, out
-
-
-def test_peak_memory_does_not_grow_with_the_token_budget(tmp_path: Path) -> None:
-    small, out_small = peak_rss_kib(tmp_path, 6000)
-    large, out_large = peak_rss_kib(tmp_path, 24000)
-    assert "tokens in" in out_small and "tokens in" in out_large
-    assert large <= small * 1.10, f"peak RSS {small} KiB at 6,000 tokens, {large} KiB at 24,000"
+    env |= {"PYTHONPATH": str(ROOT), "MALLOC_MMAP_THRESHOLD_": "131072"}
+    budgets = (2048, 8192)
+    runs = [subprocess.Popen([sys.executable, "-c", PROBE, f"[{b}]"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for b in budgets]
+    found = []
+    for proc in runs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        found.append(json.loads(out.strip().splitlines()[-1])[0])
+    small, large = found
+    assert small["tokens"] >= budgets[0] and large["tokens"] >= budgets[1] and large["kl_div"] > 0
+    assert large["peak_kib"] <= small["peak_kib"] * 1.10, (small, large)
+    grew_small, grew_large = small["peak_kib"] - small["rss_before_kib"], large["peak_kib"] - large["rss_before_kib"]
+    assert grew_small > 0 and grew_large <= 1.05 * grew_small + 4_096, (small, large)
