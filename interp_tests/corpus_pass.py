@@ -36,15 +36,14 @@ def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legac
     forward per batch serves every hook."""
     key = corpus_key(corpus)
     cached: CorpusStats | None = engine.corpus_cache.get(key)
-    if cached is not None and (not loss or cached.predictions) and (not legacy or cached.legacy_sum is not None):
-        return cached
-    peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine and key not in p.corpus_cache]
-    engines = [engine, *peers]
-    with_loss = {id(e) for e in engines if key in e.loss_corpora} | ({id(engine)} if loss or (cached and cached.predictions) else set())
-    for e, stats in zip(engines, run_pass(engines, corpus, with_loss=with_loss, progress=progress)):
-        e.corpus_cache[key] = stats
+    if cached is None or (loss and not cached.predictions):
+        peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine and key not in p.corpus_cache]
+        engines = [engine, *peers]
+        with_loss = {id(e) for e in engines if key in e.loss_corpora} | ({id(engine)} if loss or (cached and cached.predictions) else set())
+        for e, stats in zip(engines, run_pass(engines, corpus, with_loss=with_loss, progress=progress)):
+            e.corpus_cache[key] = stats
     stats = engine.corpus_cache[key]
-    if legacy:
+    if legacy and stats.legacy_sum is None:  # the second pass the legacy form needs, on top of the cached first
         legacy_pass(engine, corpus, stats)
     return stats
 

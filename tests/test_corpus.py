@@ -199,3 +199,22 @@ def test_a_dataset_source_is_read_through_the_datasets_library(tmp_path: Path) -
     assert list(documents(CorpusSpec(dataset=str(folder), split="train", field="content"), tmp_path)) == texts
     with pytest.raises(CaseError, match="records have no string field 'text'"):
         list(documents(CorpusSpec(dataset=str(folder)), tmp_path))
+
+
+def test_the_bundled_suite_streams_its_corpus_once(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Density, reconstruction, legacy EV and loss checks in four cases share one streamed pass (the legacy
+    form adds the one second pass it needs, once)."""
+    from interp_tests import corpus_pass
+
+    calls: dict[str, int] = {"run_pass": 0, "legacy_pass": 0}
+    for name in calls:
+        real = getattr(corpus_pass, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(corpus_pass, name, counted)
+    (pytester.path / "suite.yaml").write_text((ROOT / "cases" / "tiny-stdlib.yaml").read_text())
+    pytester.runpytest("suite.yaml", "-p", "no:cacheprovider").assert_outcomes(passed=7)
+    assert calls == {"run_pass": 1, "legacy_pass": 1}
