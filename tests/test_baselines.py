@@ -119,25 +119,35 @@ def test_zz_slow():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_an_interrupted_update_leaves_the_baseline_byte_identical(pytester: pytest.Pytester, sig: signal.Signals) -> None:
-    path = case_file(pytester, "suite", TWO_CASES)
-    pytester.runpytest("--interp-update").assert_outcomes(passed=2)
-    saved = pytester.path / "cases" / "suite.yaml.baseline.json"
-    before = saved.read_bytes()
-    path.write_text(path.read_text().replace("cosine: {min: -1}", "cosine: {min: -1}\n      - mse: {max: 1000}"))  # values to record
-    (pytester.path / "test_zz.py").write_text(SLOW_TEST)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "cases/suite.yaml", "test_zz.py", "--interp-update", "-p", "no:cacheprovider"],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+def test_an_interrupted_update_leaves_the_baseline_byte_identical(pytester: pytest.Pytester) -> None:
+    """SIGINT (pytest's KeyboardInterrupt path) and SIGKILL (no cleanup at all), each in its own copy of the
+    suite, run side by side."""
+    signals = {"sigint": signal.SIGINT, "sigkill": signal.SIGKILL}
+    runs = {}
+    for name, sig in signals.items():
+        repo = pytester.mkdir(name)
+        (repo / "cases").mkdir()
+        path = repo / "cases" / "suite.yaml"
+        path.write_text((case_file(pytester, "suite", TWO_CASES)).read_text())
+        pytester.runpytest(str(path), "--interp-update", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+        saved = repo / "cases" / "suite.yaml.baseline.json"
+        before = saved.read_bytes()
+        path.write_text(path.read_text().replace("cosine: {min: -1}", "cosine: {min: -1}\n      - mse: {max: 1000}"))  # values to record
+        (repo / "test_zz.py").write_text(SLOW_TEST)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "cases/suite.yaml", "test_zz.py", "--interp-update", "-p", "no:cacheprovider"],
+            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        runs[name] = (repo, saved, before, proc, sig)
     deadline = time.monotonic() + 300
-    while not (pytester.path / "started").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-        time.sleep(0.2)
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=120)
-    assert saved.read_bytes() == before, out
-    if sig == signal.SIGINT:
-        assert "NOT updated: the run did not complete" in out, out
-    assert [p.name for p in saved.parent.iterdir() if p.name.endswith(".tmp")] == []
+    for repo, _, _, proc, sig in runs.values():
+        while not (repo / "started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.2)
+        proc.send_signal(sig)
+    for name, (repo, saved, before, proc, sig) in runs.items():
+        out, _ = proc.communicate(timeout=120)
+        assert saved.read_bytes() == before, (name, out)
+        if sig == signal.SIGINT:
+            assert "NOT updated: the run did not complete" in out, out
+        assert [p.name for p in saved.parent.iterdir() if p.name.endswith(".tmp")] == [], name

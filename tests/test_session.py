@@ -163,7 +163,7 @@ def test_xdist_parallel_run_gives_the_same_outcomes_and_values_as_serial(pyteste
     case_file(pytester, "a", MANY)
     case_file(pytester, "b", MANY.replace("case-", "other-"))
     serial, parallel = pytester.path / "s.xml", pytester.path / "p.xml"
-    pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={serial}").assert_outcomes(passed=12)
+    pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--junitxml={serial}").assert_outcomes(passed=12)  # the parallel half needs its own process
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", f"--junitxml={parallel}", "--interp-update").assert_outcomes(passed=12)
     strip = lambda props: {k: v for k, v in props.items() if k.endswith(".observed")}  # noqa: E731
     assert {k: strip(v) for k, v in _props(serial).items()} == {k: strip(v) for k, v in _props(parallel).items()}
