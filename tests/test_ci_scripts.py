@@ -85,7 +85,7 @@ def test_the_plugin_never_imports_the_benchmarks_package() -> None:
     assert r.returncode == 0 and "IMPORTED []" in r.stdout, r.stdout[-2000:] + r.stderr
 
 
-def test_the_packaged_benchmarks_run_with_pyargs_outside_a_checkout_against_the_interp_sae_candidate(tmp_path: Path) -> None:
+def test_the_packaged_benchmarks_collect_with_pyargs_outside_a_checkout_against_the_interp_sae_candidate(tmp_path: Path) -> None:
     # a user's project: its own case file, and a candidate SAE (a copy of the bundled one) given by --interp-sae
     (tmp_path / "cases").mkdir()
     (tmp_path / "cases" / "tiny.yaml").write_text((ROOT / "cases" / "tiny-stdlib.yaml").read_text())
@@ -99,6 +99,4 @@ def test_the_packaged_benchmarks_run_with_pyargs_outside_a_checkout_against_the_
     assert f"test_encode.py::test_encode[{target}-256tok]" in listed.stdout, listed.stdout
     assert "tiny-stdlib-res" not in listed.stdout, listed.stdout  # the case file's SAE was replaced
     assert "IMPORTED ['interp_tests.benchmarks']" in listed.stdout, listed.stdout[-500:]  # and no torch
-
-    ran = _pytest_in(tmp_path, *pyargs, "--benchmark-disable", "-q", "-k", "tiny and test_encode")
-    assert ran.returncode == 0 and "1 passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr
+    # running them on the candidate, through the user's CI script: tests/test_user_repo.py (the bench test)

@@ -66,11 +66,14 @@ def test_gate_usage_error(repo: Path) -> None:
 
 
 def test_bench_saves_on_its_first_run_then_compares(repo: Path) -> None:
-    args = "-k 'tiny-stdlib and test_encode' --interp-bench-tokens 512 --interp-bench-rounds 1"
+    """The packaged benchmarks, outside any checkout of this project, on the --interp-sae candidate."""
+    args = "-k 'tiny-stdlib and test_encode' --interp-bench-tokens 512 --interp-bench-rounds 1 --interp-sae ckpts/identical"
     first = run(repo, "bash", "ci/interp-bench.sh", INTERP_BENCH_ARGS=args)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "no saved run in .benchmarks yet: this run is saved as the baseline" in first.stderr
-    assert list((repo / ".benchmarks").rglob("*.json"))
+    assert f"test_encode[tiny-stdlib@{repo / 'ckpts' / 'identical'}-512tok]" in first.stdout, first.stdout
+    saved = list((repo / ".benchmarks").rglob("*.json"))
+    assert saved and str(repo / "ckpts" / "identical") in saved[0].read_text()
     second = run(repo, "bash", "ci/interp-bench.sh", "1000%", INTERP_BENCH_ARGS=args)  # a generous gate: noise must not fail it here
     assert second.returncode == 0, second.stdout + second.stderr
     assert "no saved run" not in second.stderr and "test_encode" in second.stdout
