@@ -19,8 +19,8 @@ BIN = Path(sys.executable).parent
 
 
 def run(repo: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PYTEST": str(BIN / "pytest"), "HF_HUB_OFFLINE": "1", **env}
-    environment.pop("PYTEST_ADDOPTS", None)
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # nothing of this run (xdist's worker id) leaks
+    environment = {**outer, "PYTEST": str(BIN / "pytest"), "HF_HUB_OFFLINE": "1", **env}
     return subprocess.run(args, cwd=repo, env=environment, capture_output=True, text=True, timeout=600)
 
 
