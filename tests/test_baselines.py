@@ -145,7 +145,7 @@ def test_an_interrupted_update_leaves_the_baseline_byte_identical(pytester: pyte
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
             time.sleep(0.2)
         proc.send_signal(sig)
-    for name, (repo, saved, before, proc, sig) in runs.items():
+    for name, (_, saved, before, proc, sig) in runs.items():
         out, _ = proc.communicate(timeout=120)
         assert saved.read_bytes() == before, (name, out)
         if sig == signal.SIGINT:
