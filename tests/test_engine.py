@@ -80,3 +80,42 @@ def test_stop_layer_still_runs_the_hook(hook: str, layer: int | None) -> None:
     from interp_tests.engine import stop_layer
 
     assert stop_layer(hook) == layer
+
+
+def _sae(architecture: str, d_in: int = 32, d_sae: int = 512, **extra: Any) -> Any:
+    import torch
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+
+    classes = {"standard": (StandardSAE, StandardSAEConfig), "topk": (TopKSAE, TopKSAEConfig), "jumprelu": (JumpReLUSAE, JumpReLUSAEConfig)}
+    sae_class, cfg_class = classes[architecture]
+    torch.manual_seed(0)
+    sae = sae_class(cfg_class(d_in=d_in, d_sae=d_sae, **extra))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.normal_()
+    return sae
+
+
+@pytest.mark.parametrize("architecture", ["standard", "topk", "jumprelu"])
+def test_decode_of_sparse_features_equals_saelens_dense_decode(architecture: str) -> None:
+    import torch
+
+    from interp_tests.engine import decode
+
+    sae = _sae(architecture, **({"k": 8} if architecture == "topk" else {}))
+    x = torch.randn(300, 32)
+    with torch.inference_mode():
+        f = sae.encode(x)
+        if architecture != "topk":  # keep about 2% of the features active, as a trained SAE does
+            f = torch.where(torch.rand_like(f) < 0.02, f.abs() + 0.1, torch.zeros_like(f))
+        assert 0 < int(torch.count_nonzero(f)) <= 0.05 * f.numel()
+        calls: list[bool] = []
+        real = sae.decode
+        sae.decode = lambda acts: calls.append(acts.is_sparse) or real(acts)  # type: ignore[method-assign]
+        got = decode(sae, f)
+        assert calls == [True]  # it took the sparse path, through SAELens's own decode
+        torch.testing.assert_close(got, real(f), rtol=1e-5, atol=1e-5)
+        dense = torch.rand(4, 512) + 0.1  # every feature active: the dense decode
+        calls.clear()
+        torch.testing.assert_close(decode(sae, dense), real(dense))
+        assert calls == [False]

@@ -113,3 +113,12 @@ def test_statistics_undefined_on_one_token_say_so(pytester: pytest.Pytester, che
     path = case_file(pytester, "one", f"cases:\n  - id: a\n    text: x\n    expect:\n      - {check}\n")
     out = run(pytester)
     assert f"cases/one.yaml:{line_of(path, check)}: {needs}" in out and "1 failed" in out, out
+
+
+def test_nan_in_activations_over_a_corpus(pytester: pytest.Pytester) -> None:
+    save_random_sae(pytester.path / "nan", nan=True)
+    target = "target:\n  model: tiny-stdlib\n  sae: {path: ../nan}\n"
+    body = "texts:\n  held: {corpus: {bundled: tiny-stdlib-heldout, tokens: 300, context: 64}}\ncases:\n  - id: a\n    on: held\n    expect:\n      - l0: {max: 100}\n"
+    case_file(pytester, "nan", body, target=target)
+    out = run(pytester)
+    assert "non-finite values (NaN or inf) in the activations or the SAE" in out and "corpus 'held'" in out, out
