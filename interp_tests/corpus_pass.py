@@ -39,7 +39,7 @@ def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legac
     if cached is None or (loss and not cached.predictions):
         peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine and key not in p.corpus_cache]
         engines = [engine, *peers]
-        with_loss = {id(e) for e in engines if key in e.loss_corpora} | ({id(engine)} if loss or (cached and cached.predictions) else set())
+        with_loss = {id(e) for e in engines if key in e.loss_corpora} | ({id(engine)} if loss else set())
         for e, stats in zip(engines, run_pass(engines, corpus, with_loss=with_loss, progress=progress)):
             e.corpus_cache[key] = stats
     stats = engine.corpus_cache[key]
@@ -104,9 +104,9 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
             for engine, stats in zip(engines, all_stats):
                 x = _activations(engine, acts[engine.hooks.hook], keep)
                 feats, x_hat = _encode(engine, x)
-                # a NaN or inf anywhere in feats makes its sum non-finite: on [n, d_sae] the sum costs a twentieth of
-                # isfinite().all() (only finite sums above 3e38 would be flagged too, where no statistic means anything)
-                if not (torch.isfinite(x).all() and torch.isfinite(x_hat).all() and torch.isfinite(feats.sum())):
+                # a NaN or inf in feats always reaches x_hat (inf * 0 is NaN), so x_hat's check covers it: on
+                # [n, d_sae], isfinite().all() cost more than the encode
+                if not (torch.isfinite(x).all() and torch.isfinite(x_hat).all()):
                     raise CaseError(f"non-finite values (NaN or inf) in the activations or the SAE {engine.label}'s output on {corpus.describe()}: check the weights and --interp-dtype")
                 stats.add(x, x_hat, feats)
                 stats.windows += len(group)
@@ -130,11 +130,13 @@ def legacy_pass(engine: SaeEngine, corpus: Corpus, stats: CorpusStats) -> None:
     """The per-token (legacy) explained variance needs the corpus mean: a second pass over the same windows."""
     import torch
 
+    total = 0.0
     with torch.inference_mode():
         for _, tokens, mask, keep in _windows_batches(engine, corpus):
             x = _activations(engine, hook_activations(engine.model, engine.hooks.hook, tokens, mask), keep)
             _, x_hat = _encode(engine, x)
-            stats.add_legacy(x, x_hat)
+            total += stats.legacy_terms(x, x_hat)
+    stats.legacy_sum = total  # set only once the pass is complete: an interrupted pass leaves no partial sum
 
 
 def _add_loss(engine: SaeEngine, stats: CorpusStats, tokens: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> None:
@@ -150,7 +152,8 @@ def _add_loss(engine: SaeEngine, stats: CorpusStats, tokens: torch.Tensor, mask:
 
     def replace_sae(act: torch.Tensor, hook: Any) -> torch.Tensor:
         flat = act.flatten(2) if act.ndim > 3 else act
-        recon = decode(sae, sae.encode(flat.to(dtype))).to(flat.dtype)
+        feats = sae.encode(flat.to(dtype))
+        recon = decode(sae, feats.reshape(-1, feats.shape[-1])).reshape(flat.shape).to(flat.dtype)
         return torch.where(where, recon, flat).reshape(act.shape)
 
     def replace_zero(act: torch.Tensor, hook: Any) -> torch.Tensor:

@@ -55,11 +55,12 @@ class CorpusStats:
         if x.shape[0]:  # amax: max without indices; taken in the SAE's dtype, then widened (exact)
             self.max_act = torch.maximum(self.max_act, torch.amax(feats, 0).double())
 
-    def add_legacy(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+    def legacy_terms(self, x: torch.Tensor, x_hat: torch.Tensor) -> float:
+        """One batch's sum of 1 - ||x - x_hat||^2 / ||x - mu||^2 (mu: the corpus mean from the first pass)."""
         x64, xh64 = x.double(), x_hat.double()
         total = (x64 - self.mean.to(x64.device)).pow(2).sum(-1)
         resid = (x64 - xh64).pow(2).sum(-1)
-        self.legacy_sum = (self.legacy_sum or 0.0) + float((1.0 - resid / total).sum())
+        return float((1.0 - resid / total).sum())
 
     def add_loss(self, ce: dict[str, torch.Tensor], kl: torch.Tensor) -> None:
         """Per-prediction values of a batch (already restricted to the predictions that count)."""

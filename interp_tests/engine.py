@@ -244,11 +244,14 @@ def decode(sae: Any, feats: torch.Tensor) -> torch.Tensor:
     """`sae.decode(feats)`; on the CPU, when at most 5% of the activations are non-zero, SAELens's own decode
     is handed them as a sparse tensor: the same `acts @ W_dec + b_dec`, its hooks and output normalization,
     on a sparse matmul (3x faster at L0 64 of 24,576; equal to the dense result up to float rounding).
-    Only for the architectures whose decode is that product (and without decoder-norm rescaling)."""
+    Only for the architectures whose decode is that product (and without decoder-norm rescaling), and in
+    float32 or float64: in float16 and bfloat16 the sparse matmul also accumulates in half precision,
+    several times less accurate than the dense one, which accumulates in float32."""
     import torch
 
     if (
         feats.device.type == "cpu"
+        and feats.dtype in (torch.float32, torch.float64)  # a half-precision sparse matmul also sums in half precision
         and feats.ndim == 2
         and feats.numel()
         and sae.cfg.architecture() in SPARSE_DECODE_ARCHITECTURES

@@ -218,3 +218,14 @@ def test_the_bundled_suite_streams_its_corpus_once(pytester: pytest.Pytester, mo
     (pytester.path / "suite.yaml").write_text((ROOT / "cases" / "tiny-stdlib.yaml").read_text())
     pytester.runpytest("suite.yaml", "-p", "no:cacheprovider").assert_outcomes(passed=7)
     assert calls == {"run_pass": 1, "legacy_pass": 1}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_the_bundled_suite_runs_in_half_precision(pytester: pytest.Pytester, dtype: str) -> None:
+    """Corpus statistics over 10,000 tokens in half precision: nothing overflows into a false non-finite error."""
+    (pytester.path / "suite.yaml").write_text((ROOT / "cases" / "tiny-stdlib.yaml").read_text())
+    result = pytester.runpytest("suite.yaml", "-p", "no:cacheprovider", "--interp-dtype", dtype, "-k", "reconstruction or loss or def-keyword")
+    out = result.stdout.str()
+    assert "non-finite" not in out, out
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 3 and "error" not in outcomes, out

@@ -119,3 +119,59 @@ def test_decode_of_sparse_features_equals_saelens_dense_decode(architecture: str
         calls.clear()
         torch.testing.assert_close(decode(sae, dense), real(dense))
         assert calls == [False]
+        calls.clear()
+        for half in (torch.float16, torch.bfloat16):  # a sparse half-precision matmul accumulates in half precision
+            sae.to(half)
+            decode(sae, f.to(half))
+        assert calls == [False, False]
+
+
+def test_decode_is_dense_when_the_sae_rescales_by_decoder_norm() -> None:
+    import torch
+
+    from interp_tests.engine import decode
+
+    sae = _sae("topk", k=4, rescale_acts_by_decoder_norm=True)
+    with torch.inference_mode():
+        f = sae.encode(torch.randn(50, 32))
+        calls: list[bool] = []
+        real = sae.decode
+        sae.decode = lambda acts: calls.append(acts.is_sparse) or real(acts)  # type: ignore[method-assign]
+        torch.testing.assert_close(decode(sae, f), real(f))
+    assert calls == [False]
+
+
+def test_a_corpus_pass_with_sparse_decode_equals_one_with_dense_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end, loss forwards included, on a 1,024-feature SAE at L0 ~10 on the bundled model."""
+    from pathlib import Path
+
+    from interp_tests import engine as engine_module
+    from interp_tests.benchmarks.builtin import calibrate, hook_acts, random_sae
+    from interp_tests.corpus import Corpus
+    from interp_tests.corpus_pass import run_pass
+    from interp_tests.engine import HookCache, SaeEngine
+    from interp_tests.registry import Registry
+    from interp_tests.schema import CorpusSpec
+
+    hook = "blocks.1.hook_resid_pre"
+    model = Registry().model("tiny-stdlib")
+    sae = random_sae(128, 1024, hook, seed=3, model_name="tiny-stdlib")
+    calibrate(sae, hook_acts(model, hook, 256, seed=4), 10)
+    corpus = Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=1500, context=64), Path("."), "held")
+    sparse_calls: list[bool] = []
+    real = sae.decode
+    sae.decode = lambda acts: sparse_calls.append(acts.is_sparse) or real(acts)  # type: ignore[method-assign]
+
+    def stats() -> Any:
+        engine = SaeEngine(HookCache(model, hook, 512), sae, "random")
+        return run_pass([engine], corpus, with_loss={id(engine)}, progress=None)[0]
+
+    sparse = stats()
+    assert sparse_calls and all(sparse_calls)
+    monkeypatch.setattr(engine_module, "SPARSE_DECODE_MAX_DENSITY", -1.0)
+    sparse_calls.clear()
+    dense = stats()
+    assert sparse_calls and not any(sparse_calls)
+    for name in ("explained_variance", "mse", "cosine", "l0", "dead_fraction", "kl_div", "ce_loss_score"):
+        assert getattr(sparse, name) == pytest.approx(getattr(dense, name), rel=1e-6, abs=1e-7), name
+    assert sparse.content_hash == dense.content_hash and bool((sparse.fired == dense.fired).all())

@@ -1,7 +1,7 @@
 """README's tutorial "Finding a feature and pinning it as a test", run command by command as written.
 
 The commands run in this process (the `interp-tests` ones through the console script's own `main`, the
-`pytest` ones through pytester's in-process run, anything else through bash) so that the tutorial costs
+`pytest` ones through pytester's in-process run, anything else (sed, cat) as a plain subprocess) so that the tutorial costs
 seconds, not a fresh interpreter per step; the installed console script itself is run once, as a user
 would.
 """
@@ -80,7 +80,10 @@ def run_step(command: str, pytester: pytest.Pytester) -> tuple[int, str]:
 
 
 def test_the_tutorial_runs_as_written(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import, already done here
     outputs = [run_step(command, pytester)[1] for command in tutorial_commands()]
     inspect, feature, _draft, passed, _sed, failed, report = outputs
     assert "'('" in inspect and "#871" in inspect
