@@ -38,11 +38,10 @@ def parse_case_file(source: Source, base: Path | None = None) -> CaseFile:
         raise CaseFileError(validation_problems(exc, source)) from None
     except (RecursionError, MemoryError) as exc:
         raise CaseFileError([f"{source.path}:1: <file>: the file is too deeply nested or too large to validate ({type(exc).__name__}): simplify it"]) from None
-    cf = CaseFile(source.path, model, source, base if base is not None else source.path.parent)
-    problems = reference_problems(cf)
+    problems = reference_problems(model, source)
     if problems:
         raise CaseFileError(problems)
-    return cf
+    return CaseFile(source.path, model, source, base if base is not None else source.path.parent)
 
 
 def load_case_file(path: Path, display: Path | None = None) -> CaseFile:

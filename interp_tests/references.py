@@ -3,24 +3,19 @@ each check, steering prerequisites. No pytest here."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .echo import echo
 from .hints import suggest
-from .schema import CORPUS_CHECKS, IDENTITY_CHECKS, STEERING_CHECKS, MostActiveOn
-from .yaml_source import format_loc
-
-if TYPE_CHECKING:
-    from .casefile import CaseFile
+from .schema import CORPUS_CHECKS, IDENTITY_CHECKS, STEERING_CHECKS, CaseFileModel, MostActiveOn
+from .yaml_source import Source, format_loc
 
 
-def reference_problems(cf: CaseFile) -> list[str]:
-    """Every broken cross-reference, as `path:line: location: message` lines."""
-    m = cf.model
+def reference_problems(m: CaseFileModel, source: Source) -> list[str]:
+    """Every broken cross-reference of the validated model read from `source`, as `path:line: location:
+    message` lines."""
     problems: list[str] = []
 
     def bad(loc: tuple[str | int, ...], msg: str) -> None:
-        problems.append(f"{cf.where(*loc)}: {format_loc(loc)}: {msg}")
+        problems.append(f"{source.path}:{source.line_of(loc)}: {format_loc(loc)}: {msg}")
 
     def check_groups(groups: tuple[str, ...] | None, loc: tuple[str | int, ...]) -> None:
         for g in groups or ():
@@ -45,7 +40,7 @@ def reference_problems(cf: CaseFile) -> list[str]:
     ids: dict[str, int] = {}
     for i, case in enumerate(m.cases):
         if case.id in ids:
-            bad(("cases", i, "id"), f"duplicate case id {echo(case.id)} (first at line {cf.line('cases', ids[case.id], 'id')}): ids must be unique per file")
+            bad(("cases", i, "id"), f"duplicate case id {echo(case.id)} (first at line {source.line_of(('cases', ids[case.id], 'id'))}): ids must be unique per file")
         else:
             ids[case.id] = i
         check_groups(case.on, ("cases", i, "on"))
