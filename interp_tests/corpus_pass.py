@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .corpus import ContentHash, Corpus, batches
 from .corpus_stats import CorpusStats
-from .engine import decode, hook_activations, hooks_activations, padded
+from .engine import decode, encode_and_decode, hook_activations, hooks_activations, padded
 from .errors import CaseError
 
 if TYPE_CHECKING:
@@ -60,21 +60,6 @@ def _windows_batches(engine: SaeEngine, corpus: Corpus) -> Any:
         yield group, tokens, mask, keep
 
 
-def _encode(engine: SaeEngine, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
-
-    sae = engine.sae
-    feats, recon = [], []
-    for start in range(0, x.shape[0], engine.encode_tokens):
-        chunk = x[start : start + engine.encode_tokens].to(sae.W_enc.dtype)
-        f = sae.encode(chunk)
-        feats.append(f)
-        recon.append(decode(sae, f))
-    if not feats:
-        return x.new_zeros((0, engine.d_sae)), x.new_zeros(x.shape)
-    return torch.cat(feats), torch.cat(recon)
-
-
 def _activations(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """The hook activation [batch, pos, ...] at the tokens that count, checked against the SAE's width."""
     act = act.flatten(2) if act.ndim > 3 else act
@@ -103,7 +88,7 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
             acts = hooks_activations(lead.model, hooks, tokens, mask)
             for engine, stats in zip(engines, all_stats):
                 x = _activations(engine, acts[engine.hooks.hook], keep)
-                feats, x_hat = _encode(engine, x)
+                feats, x_hat = encode_and_decode(engine.sae, x, engine.encode_tokens)
                 # a NaN or inf in feats always reaches x_hat (inf * 0 is NaN), so x_hat's check covers it: on
                 # [n, d_sae], isfinite().all() cost more than the encode
                 if not (torch.isfinite(x).all() and torch.isfinite(x_hat).all()):
@@ -134,7 +119,7 @@ def legacy_pass(engine: SaeEngine, corpus: Corpus, stats: CorpusStats) -> None:
     with torch.inference_mode():
         for _, tokens, mask, keep in _windows_batches(engine, corpus):
             x = _activations(engine, hook_activations(engine.model, engine.hooks.hook, tokens, mask), keep)
-            _, x_hat = _encode(engine, x)
+            _, x_hat = encode_and_decode(engine.sae, x, engine.encode_tokens)
             total += stats.legacy_terms(x, x_hat)
     stats.legacy_sum = total  # set only once the pass is complete: an interrupted pass leaves no partial sum
 

@@ -262,6 +262,21 @@ def decode(sae: Any, feats: torch.Tensor) -> torch.Tensor:
     return sae.decode(feats)
 
 
+def encode_and_decode(sae: Any, x: torch.Tensor, chunk_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [n, d_sae] and reconstruction [n, d_in] of activations x [n, d_in], `chunk_tokens` rows at a
+    time, in the SAE's dtype (the reconstruction's decode: `decode` above)."""
+    import torch
+
+    feats, recon = [], []
+    for start in range(0, x.shape[0], chunk_tokens):
+        f = sae.encode(x[start : start + chunk_tokens].to(sae.W_enc.dtype))
+        feats.append(f)
+        recon.append(decode(sae, f))
+    if not feats:
+        return x.new_zeros((0, int(sae.cfg.d_sae))), x.new_zeros(x.shape)
+    return torch.cat(feats), torch.cat(recon)
+
+
 def _short(text: str, width: int = 60) -> str:
     return repr(text if len(text) <= width else text[: width - 3] + "...")
 
@@ -334,15 +349,7 @@ class SaeEngine:
             )
         lengths = [r.shape[0] for r in raw]
         flat = torch.cat(raw) if raw else torch.empty(0)
-        dtype = self.sae.W_enc.dtype
-        feats, recon = [], []
-        for start in range(0, flat.shape[0], self.encode_tokens):
-            chunk = flat[start : start + self.encode_tokens].to(dtype)
-            f = self.sae.encode(chunk)
-            feats.append(f)
-            recon.append(self.sae.decode(f))
-        f_all = torch.cat(feats) if feats else torch.empty(0)
-        r_all = torch.cat(recon) if recon else torch.empty(0)
+        f_all, r_all = encode_and_decode(self.sae, flat, self.encode_tokens)
         offset = 0
         for t, n, x in zip(texts, lengths, raw):
             f = f_all[offset : offset + n]

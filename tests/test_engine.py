@@ -96,6 +96,14 @@ def _sae(architecture: str, d_in: int = 32, d_sae: int = 512, **extra: Any) -> A
     return sae
 
 
+def spy_on_decode(sae: Any) -> tuple[list[bool], Any]:
+    """Wrap sae.decode: each call records whether it was handed a sparse tensor. Returns (calls, the real decode)."""
+    calls: list[bool] = []
+    real = sae.decode
+    sae.decode = lambda acts: calls.append(acts.is_sparse) or real(acts)
+    return calls, real
+
+
 @pytest.mark.parametrize("architecture", ["standard", "topk", "jumprelu"])
 def test_decode_of_sparse_features_equals_saelens_dense_decode(architecture: str) -> None:
     import torch
@@ -109,9 +117,7 @@ def test_decode_of_sparse_features_equals_saelens_dense_decode(architecture: str
         if architecture != "topk":  # keep about 2% of the features active, as a trained SAE does
             f = torch.where(torch.rand_like(f) < 0.02, f.abs() + 0.1, torch.zeros_like(f))
         assert 0 < int(torch.count_nonzero(f)) <= 0.05 * f.numel()
-        calls: list[bool] = []
-        real = sae.decode
-        sae.decode = lambda acts: calls.append(acts.is_sparse) or real(acts)  # type: ignore[method-assign]
+        calls, real = spy_on_decode(sae)
         got = decode(sae, f)
         assert calls == [True]  # it took the sparse path, through SAELens's own decode
         torch.testing.assert_close(got, real(f), rtol=1e-5, atol=1e-5)
@@ -134,9 +140,7 @@ def test_decode_is_dense_when_the_sae_rescales_by_decoder_norm() -> None:
     sae = _sae("topk", k=4, rescale_acts_by_decoder_norm=True)
     with torch.inference_mode():
         f = sae.encode(torch.randn(50, 32))
-        calls: list[bool] = []
-        real = sae.decode
-        sae.decode = lambda acts: calls.append(acts.is_sparse) or real(acts)  # type: ignore[method-assign]
+        calls, real = spy_on_decode(sae)
         torch.testing.assert_close(decode(sae, f), real(f))
     assert calls == [False]
 
@@ -158,9 +162,7 @@ def test_a_corpus_pass_with_sparse_decode_equals_one_with_dense_decode(monkeypat
     sae = random_sae(128, 1024, hook, seed=3, model_name="tiny-stdlib")
     calibrate(sae, hook_acts(model, hook, 256, seed=4), 10)
     corpus = Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=1500, context=64), Path("."), "held")
-    sparse_calls: list[bool] = []
-    real = sae.decode
-    sae.decode = lambda acts: sparse_calls.append(acts.is_sparse) or real(acts)  # type: ignore[method-assign]
+    sparse_calls, _ = spy_on_decode(sae)
 
     def stats() -> Any:
         engine = SaeEngine(HookCache(model, hook, 512), sae, "random")

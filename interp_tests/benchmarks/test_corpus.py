@@ -1,7 +1,8 @@
 """Corpus throughput: twelve SAEs (one per layer of the GPT-2-small-shaped model, 24,576 features each)
 over the same tokens of the bundled held-out corpus, through the engine's one streamed pass, against
   (a) the bare cost: one forward that stops after layer 11's resid_pre capturing the twelve hooks, and
-      twelve encodes of those activations (engine.hooks_activations + sae.encode: the same calls), and
+      twelve encodes and decodes of those activations (engine.hooks_activations + engine.encode_and_decode:
+      the engine's own calls; what it leaves out is the running statistics), and
   (b) twelve separate passes, one SAE at a time, as an evaluation loop that runs per SAE does
       (corpus_pass.run_pass for each SAE alone: the engine's own code, one hook each).
 Targets: the engine within 1.25x of (a), at least 5x faster than (b). Statistics only (no loss forwards).
@@ -46,8 +47,8 @@ def model_dir() -> Any:
 def test_corpus_twelve_saes(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any) -> None:
     import torch
 
-    from ..corpus_pass import _encode, _windows_batches, run_pass
-    from ..engine import hooks_activations
+    from ..corpus_pass import _windows_batches, run_pass
+    from ..engine import encode_and_decode, hooks_activations
 
     smoke = bool(pytestconfig.getoption("benchmark_disable", False))
     n_saes, d_sae, tokens = (2, 1024, 256) if smoke else (LAYERS, D_SAE, 4096)
@@ -62,7 +63,7 @@ def test_corpus_twelve_saes(benchmark: Any, bench_env: BenchEnv, pytestconfig: A
             for _, toks, mask, keep in _windows_batches(engines[0], corpus):
                 acts = hooks_activations(model, hooks, toks, mask)
                 for e in engines:
-                    _encode(e, acts[e.hooks.hook][keep])
+                    encode_and_decode(e.sae, acts[e.hooks.hook][keep], e.encode_tokens)
 
     def separate() -> None:
         for e in engines:
