@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import pkgutil
 import warnings
 
 # pytester's in-process runs restore sys.modules afterwards, dropping modules first imported inside a run;
@@ -20,16 +23,11 @@ with warnings.catch_warnings():
 
 # The same for this project's modules: one imported first inside an in-process run would be dropped after it,
 # and the next run would import a second copy, so a test that patches the first would patch a stale module.
-import importlib  # noqa: E402
-import pkgutil  # noqa: E402
-
 import interp_tests  # noqa: E402
 
 for _module in pkgutil.iter_modules(interp_tests.__path__, "interp_tests."):
     if _module.name not in ("interp_tests.__main__", "interp_tests.benchmarks"):  # `python -m` runs the CLI; benchmarks: pytest-benchmark's
         importlib.import_module(_module.name)
-
-import os  # noqa: E402
 
 # Under xdist (`pytest -n 2`) each worker is a process of its own: one torch thread each, so that two
 # workers on two cores do not spin-wait for each other's OpenMP threads (the subprocesses a test starts
