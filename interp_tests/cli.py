@@ -19,7 +19,8 @@ from .errors import InputError, InterpTestsError
 
 if TYPE_CHECKING:
     from .draft import Separator
-    from .explore import FeatureCard, Inspected, Target
+    from .explore import BundledTarget, FeatureCard, Inspected, Target, TargetSpec
+    from .registry import Registry
 
 PROG = "interp-tests"
 WIDTH = 100
@@ -97,6 +98,11 @@ def build_parser() -> Parser:
     )
     p.add_argument("texts", nargs="+", metavar="TEXT", help="texts to inspect (each tokenized with BOS)")
     p.add_argument("-k", type=int, default=5, help="features per token (default 5)")
+    p.add_argument(
+        "--transformer-lens", action="store_true",
+        help="run the bundled pair through TransformerLens and SAELens too (by default it runs on plain torch, "
+        "which starts 4-5 s sooner; the values are the same)",
+    )
 
     p = sub.add_parser(
         "feature", parents=[common], formatter_class=fmt, help="one feature's card: top contexts, density, histogram, logits",
@@ -147,12 +153,13 @@ def emit_json(obj: dict[str, Any], out: IO[str]) -> None:
     out.write("\n")
 
 
-def header(target: Target) -> dict[str, Any]:
+def header(target: Target | BundledTarget) -> dict[str, Any]:
     return {"model": target.spec.model, "sae": target.label, "hook": target.hook, "d_sae": target.d_sae}
 
 
-def load(args: argparse.Namespace) -> Target:
-    from .explore import load_target, target_spec
+def target_of(args: argparse.Namespace) -> tuple[TargetSpec, Registry]:
+    """What --case / --model / --sae name, and a registry for --device / --dtype (--threads applied)."""
+    from .explore import target_spec
     from .registry import Registry, resolve_device, torch_dtype
 
     spec = target_spec(args.model, args.sae, args.case)
@@ -167,10 +174,16 @@ def load(args: argparse.Namespace) -> Target:
         device = resolve_device(args.device)
     except InputError as exc:
         raise InputError(str(exc).replace("--interp-device", "--device")) from None
-    return load_target(spec, Registry(device=device, dtype=args.dtype))
+    return spec, Registry(device=device, dtype=args.dtype)
 
 
-def no_links_note(target: Target) -> str:
+def load(args: argparse.Namespace) -> Target:
+    from .explore import load_target
+
+    return load_target(*target_of(args))
+
+
+def no_links_note(target: Target | BundledTarget) -> str:
     return f"Neuronpedia: no id for {target.label} in the SAE registry, so no links"
 
 
@@ -178,12 +191,13 @@ def no_links_note(target: Target) -> str:
 def cmd_inspect(args: argparse.Namespace, out: IO[str]) -> None:
     import torch
 
-    from .explore import check_texts, inspect_texts
+    from .explore import check_texts, inspect_texts, load_inspect_target, load_target
 
     check_texts(args.texts)
     if args.k < 1:
         raise InputError(f"Could not parse value: {args.k!r} for -k: give a number of features >= 1")
-    target = load(args)
+    spec, registry = target_of(args)
+    target = load_target(spec, registry) if args.transformer_lens else load_inspect_target(spec, registry)
     with torch.inference_mode():
         results = inspect_texts(target, args.texts, args.k)
     if args.json:
@@ -196,7 +210,7 @@ def cmd_inspect(args: argparse.Namespace, out: IO[str]) -> None:
         out.write("\n" + render_inspected(target, n, r))
 
 
-def inspected_json(target: Target, r: Inspected) -> dict[str, Any]:
+def inspected_json(target: Target | BundledTarget, r: Inspected) -> dict[str, Any]:
     return {
         "text": r.text,
         "n_tokens": r.n_tokens,
@@ -208,7 +222,7 @@ def inspected_json(target: Target, r: Inspected) -> dict[str, Any]:
     }
 
 
-def render_inspected(target: Target, n: int, r: Inspected) -> str:
+def render_inspected(target: Target | BundledTarget, n: int, r: Inspected) -> str:
     tok_w = min(16, max([len(repr(row.token)) for row in r.rows] + [5]))
     lines = [f"text {n}: {short(r.text, WIDTH - 40)}  ({r.n_tokens} tokens, L0 {r.l0:.1f})", f"  {'pos':>4}  {'token':<{tok_w}}  top features (activation)"]
     seen: dict[int, None] = {}

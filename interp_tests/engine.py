@@ -114,11 +114,7 @@ class ModelCache:
         """[n+1] token ids with BOS, checked against the model's context length."""
         if text not in self.ids:
             ids = self.model.to_tokens(text, prepend_bos=True, truncate=False)[0]
-            n_ctx = self.model.cfg.n_ctx
-            if ids.shape[0] > n_ctx:
-                raise CaseError(f"text {_short(text)} is {ids.shape[0]} tokens with BOS, longer than the model's context of {n_ctx}: shorten it or split it")
-            if ids.shape[0] < 2:
-                raise CaseError(f"text {text!r} has no tokens besides BOS")
+            check_length(text, int(ids.shape[0]), int(self.model.cfg.n_ctx))
             self.ids[text] = ids
         return self.ids[text]
 
@@ -281,6 +277,21 @@ def _short(text: str, width: int = 60) -> str:
     return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
+def check_length(text: str, n_tokens: int, n_ctx: int) -> None:
+    """A text's token count (BOS included) must fit the context and hold a token besides BOS."""
+    if n_tokens > n_ctx:
+        raise CaseError(f"text {_short(text)} is {n_tokens} tokens with BOS, longer than the model's context of {n_ctx}: shorten it or split it")
+    if n_tokens < 2:
+        raise CaseError(f"text {text!r} has no tokens besides BOS")
+
+
+def check_finite(text: str, what: str, tensor: torch.Tensor, whose: str) -> None:
+    import torch
+
+    if not torch.isfinite(tensor).all():
+        raise CaseError(f"non-finite values (NaN or inf) in the {what} on text {_short(text)} with {whose}: check the model/SAE weights and --interp-dtype")
+
+
 @dataclass
 class SaeEngine:
     """Encodes cached hook activations with one SAE and serves every check of that (model, hook, SAE)."""
@@ -356,8 +367,7 @@ class SaeEngine:
             r = r_all[offset : offset + n]
             offset += n
             for what, tensor in (("hook activation", x), ("SAE activations", f), ("SAE reconstruction", r)):
-                if not torch.isfinite(tensor).all():
-                    raise CaseError(f"non-finite values (NaN or inf) in the {what} on text {_short(t)} with SAE {self.label}: check the model/SAE weights and --interp-dtype")
+                check_finite(t, what, tensor, f"SAE {self.label}")
             self.acts_cache[t] = TextActs(
                 text=t,
                 tokens=self.hooks.str_tokens(t),

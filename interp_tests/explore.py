@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .neuronpedia import feature_url, neuronpedia_id
-from .registry import BUNDLED_MODELS, Registry
+from .registry import BUNDLED_DIR, BUNDLED_MODELS, BUNDLED_RELEASES, Registry
 from .schema import SaeRef
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from sae_lens import SAE
     from transformer_lens import HookedTransformer
 
+    from .bundled_forward import BundledPair
     from .casefile import CaseFile
     from .engine import SaeEngine
 
@@ -115,6 +116,70 @@ class Target:
 
         return SaeEngine(HookCache(self.model, self.hook, batch_tokens), self.sae, self.label, ref=self.spec.sae)
 
+    def encoded(self, texts: list[str]) -> list[tuple[str, tuple[str, ...], torch.Tensor]]:
+        """Per text: the text, its token strings and its features [n, d_sae] (BOS excluded), from the engine."""
+        return [(a.text, a.tokens, a.dense()) for a in self.engine().acts(texts)]
+
+
+@dataclass(frozen=True)
+class BundledTarget:
+    """The bundled pair computed by `bundled_forward` (no TransformerLens, no SAELens): what `inspect` needs,
+    with the same values as a Target's engine."""
+
+    spec: TargetSpec
+    hook: str
+    pair: BundledPair
+    np_id: None = None  # bundled releases have no Neuronpedia id
+
+    @property
+    def label(self) -> str:
+        return self.spec.sae.label
+
+    @property
+    def d_sae(self) -> int:
+        return self.pair.d_sae
+
+    def url(self, feature: int) -> None:
+        return None
+
+    def encoded(self, texts: list[str]) -> list[tuple[str, tuple[str, ...], torch.Tensor]]:
+        return [(t, *self.pair.encoded(t)) for t in texts]
+
+
+def bundled_target(spec: TargetSpec, registry: Registry) -> BundledTarget | None:
+    """The target through `bundled_forward` when it can run it: the bundled model with its bundled SAE, on
+    the CPU in float32, at a hook and with configs it reads (`bundled_forward.unsupported`); else None."""
+    from . import bundled_forward
+
+    ref = spec.sae
+    if (
+        spec.model not in BUNDLED_MODELS
+        or ref.path is not None
+        or ref.release is None
+        or ref.id is None
+        or BUNDLED_RELEASES.get(ref.release) != spec.model
+        or spec.model_kwargs
+        or registry.device != "cpu"
+        or registry.dtype != "float32"
+    ):
+        return None
+    sae_dir = BUNDLED_DIR / ref.release / ref.id
+    if not (sae_dir / "cfg.json").is_file():
+        return None  # the full path gives the error that names the release's ids
+    import json
+
+    hook = spec.hook or str((json.loads((sae_dir / "cfg.json").read_text()).get("metadata") or {}).get("hook_name") or "")
+    model_dir = BUNDLED_DIR / spec.model
+    if bundled_forward.unsupported(model_dir, sae_dir, hook) is not None:
+        return None
+    return BundledTarget(spec, hook, bundled_forward.load(model_dir, sae_dir, hook))
+
+
+def load_inspect_target(spec: TargetSpec, registry: Registry) -> Target | BundledTarget:
+    """The bundled pair without TransformerLens and SAELens where `bundled_target` can run it (their imports
+    alone take longer than `inspect` may), any other target through them."""
+    return bundled_target(spec, registry) or load_target(spec, registry)
+
 
 def load_target(spec: TargetSpec, registry: Registry) -> Target:
     """Load the SAE, then its model (the loaders' chatter goes to stderr, keeping stdout for results)."""
@@ -157,7 +222,7 @@ class Inspected:
     rows: tuple[TokenTop, ...]
 
 
-def inspect_texts(target: Target, texts: list[str], k: int) -> list[Inspected]:
+def inspect_texts(target: Target | BundledTarget, texts: list[str], k: int) -> list[Inspected]:
     """Per token of each text (BOS excluded), the `k` most active features that are > 0."""
     import torch
 
@@ -165,15 +230,14 @@ def inspect_texts(target: Target, texts: list[str], k: int) -> list[Inspected]:
         raise InputError(f"Could not parse value: {k!r} for -k: give a number of features >= 1")
     texts = check_texts(texts)
     out = []
-    for acts in target.engine().acts(texts):
-        dense = acts.dense()
+    for text, tokens, dense in target.encoded(texts):
         values, index = torch.topk(dense, min(k, dense.shape[1]), dim=1)
         rows = []
-        for i, tok in enumerate(acts.tokens):
+        for i, tok in enumerate(tokens):
             feats = tuple((int(f), float(v)) for v, f in zip(values[i].tolist(), index[i].tolist()) if v > 0)
             rows.append(TokenTop(i + 1, tok, feats))
         l0 = float((dense > 0).sum(-1).double().mean())
-        out.append(Inspected(acts.text, len(acts.tokens), l0, tuple(rows)))
+        out.append(Inspected(text, len(tokens), l0, tuple(rows)))
     return out
 
 
