@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .engine import check_length, check_finite
+from .engine import check_finite, check_length
 
 if TYPE_CHECKING:
     import torch

@@ -113,8 +113,8 @@ def test_the_topk_encode_equals_saelens_with_each_option(change: dict[str, Any],
     """The bundled SAE's decoder rows have unit norm, which makes decoder-norm rescaling a no-op: here each
     row is scaled by a factor in [0.5, 2), so the rescaling changes which features are in the top k."""
     import torch
-    from safetensors.torch import load_file, save_file
     from sae_lens import SAE
+    from safetensors.torch import load_file, save_file
 
     sae_dir = tmp_path / "sae"
     shutil.copytree(SAE_DIR, sae_dir)
