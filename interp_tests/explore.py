@@ -129,7 +129,7 @@ class BundledTarget:
     spec: TargetSpec
     hook: str
     pair: BundledPair
-    np_id: None = None  # bundled releases have no Neuronpedia id
+    np_id: str | None  # the SAE's Neuronpedia id (bundled releases have none today)
 
     @property
     def label(self) -> str:
@@ -139,8 +139,8 @@ class BundledTarget:
     def d_sae(self) -> int:
         return self.pair.d_sae
 
-    def url(self, feature: int) -> None:
-        return None
+    def url(self, feature: int) -> str | None:
+        return feature_url(self.np_id, feature)
 
     def encoded(self, texts: list[str]) -> list[tuple[str, tuple[str, ...], torch.Tensor]]:
         return [(t, *self.pair.encoded(t)) for t in texts]
@@ -172,7 +172,7 @@ def bundled_target(spec: TargetSpec, registry: Registry) -> BundledTarget | None
     model_dir = BUNDLED_DIR / spec.model
     if bundled_forward.unsupported(model_dir, sae_dir, hook) is not None:
         return None
-    return BundledTarget(spec, hook, bundled_forward.load(model_dir, sae_dir, hook))
+    return BundledTarget(spec, hook, bundled_forward.load(model_dir, sae_dir, hook), neuronpedia_id(ref.release, ref.id))
 
 
 def load_inspect_target(spec: TargetSpec, registry: Registry) -> Target | BundledTarget:
