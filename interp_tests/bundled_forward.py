@@ -1,13 +1,14 @@
 """The bundled pair without TransformerLens and SAELens: the forward to the SAE's hook, and its encode.
 
 `interp-tests inspect` on the bundled pair must answer in a few seconds, process start included, and
-importing TransformerLens and SAELens alone takes 5-7 s on a 2-core CPU (mostly `transformers`, `datasets`
+importing TransformerLens and SAELens alone takes 6-8 s on a 2-core CPU (mostly `transformers`, `datasets`
 and `wandb`, none of which the bundled pair needs). So for the bundled model and a bundled SAE, on the CPU
 in float32, this module computes what the engine computes, with the same torch operations in the same
 order, from the same files:
 
-- tokens: the bundled `tokenizer.json` through `tokenizers`, BOS prepended as text (what TransformerLens's
-  `to_tokens` does when the tokenizer does not add it), each token decoded alone (`to_str_tokens`);
+- tokens: the bundled `tokenizer.json` through `tokenizers`: BOS's id, then the text's ids without
+  special tokens (what TransformerLens's tokenizer gives: `set_tokenizer` reloads it with
+  `add_bos_token=True`, whose post-processor is `BOS $A`), each token decoded alone (`to_str_tokens`);
 - the residual stream at `blocks.L.hook_resid_pre`: TransformerLens's `HookedTransformer` blocks for the
   configuration the bundled model has (pre-LN GPT-2: LayerNorm, causal attention, learned absolute
   positions, gelu_new MLP), i.e. `model(tokens, stop_at_layer=L)`;
@@ -15,10 +16,12 @@ order, from the same files:
   pre-activations scaled by the decoder norms when `rescale_acts_by_decoder_norm`, the top k kept and
   ReLU'd).
 
-`unsupported()` says why a target is outside this (another model, a local SAE, a GPU, another dtype, a
-config field it does not read); such targets go through TransformerLens and SAELens. The equality with
-the engine, value for value, is held by tests/test_bundled_forward.py on the bundled cases and held-out
-documents, and on SAE configs with each option flipped.
+`unsupported()` says why a pair is outside this (a config key or value it does not read, a hook other than
+a block's resid_pre, weights of other names or shapes, a missing file); such pairs go through
+TransformerLens and SAELens, which also give the errors. One text at a time the values are the
+libraries', bit for bit; against the engine's padded batches they agree up to float rounding. Both are
+held by tests/test_bundled_forward.py, on the bundled cases and held-out documents, at every block, and on
+SAE configs with each option flipped.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine import check_finite, check_length
+from .errors import LoadError
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +57,6 @@ LN_EPS = 1e-5  # HookedTransformerConfig.eps's default
 SAE_FIXED = {"architecture": "topk", "normalize_activations": "none", "reshape_activations": "none"}
 SAE_FLAGS = ("apply_b_dec_to_input", "rescale_acts_by_decoder_norm")
 SAE_KEYS = frozenset({"d_in", "d_sae", "k", "dtype", "device", "metadata", *SAE_FIXED, *SAE_FLAGS})
-SAE_WEIGHTS = frozenset({"W_enc", "b_enc", "W_dec", "b_dec"})
 
 
 def unsupported_model(cfg: dict[str, Any]) -> str | None:
@@ -65,25 +68,55 @@ def unsupported_model(cfg: dict[str, Any]) -> str | None:
         if cfg.get(key) != value:
             return f"model {key}={cfg.get(key)!r}"
     missing = sorted(MODEL_SHAPE_KEYS - set(cfg))
-    return f"model config lacks {missing}" if missing else None
+    if missing:
+        return f"model config lacks {missing}"
+    if not all(isinstance(cfg[k], int) and cfg[k] > 0 for k in MODEL_SHAPE_KEYS):
+        return "model shapes that are not positive integers"
+    return None
 
 
-def unsupported_sae(cfg: dict[str, Any], hook: str) -> str | None:
-    """Why a bundled SAE's cfg.json (read at `hook`) is outside this encode, or None when it is inside."""
+def unsupported_sae(cfg: dict[str, Any]) -> str | None:
+    """Why a bundled SAE's cfg.json is outside this encode, or None when it is inside."""
     unknown = sorted(set(cfg) - SAE_KEYS)
     if unknown:
         return f"SAE config keys {unknown}"
+    missing = sorted({"d_in", "d_sae", "k", "metadata"} - set(cfg))
+    if missing:
+        return f"SAE config lacks {missing}"  # SAELens would fill in defaults
     for key, value in SAE_FIXED.items():
         if cfg.get(key, "none") != value:
             return f"SAE {key}={cfg.get(key)!r}"
     if cfg.get("dtype", "float32") != "float32":
         return f"SAE dtype {cfg.get('dtype')!r}"
-    meta = cfg.get("metadata") or {}
+    meta = cfg["metadata"] if isinstance(cfg["metadata"], dict) else {}
+    version = str(meta.get("sae_lens_version") or "0")
+    if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 6:
+        return f"an SAE config of SAELens {version} (SAELens converts configs older than 6.0)"
     if meta.get("hook_head_index") is not None:
         return "an SAE on one attention head"
-    if meta.get("hook_name") != hook or not re.fullmatch(r"blocks\.\d+\.hook_resid_pre", hook):
-        return f"hook {hook!r}"
+    if not all(isinstance(cfg[k], int) and cfg[k] > 0 for k in ("d_in", "d_sae", "k")):
+        return "SAE d_in, d_sae or k that are not positive integers"
     return None
+
+
+def model_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Every tensor of the model's state dict (TransformerLens names) and its shape."""
+    d, h, dh, m, v = cfg["d_model"], cfg["n_heads"], cfg["d_head"], cfg["d_mlp"], cfg["d_vocab"]
+    shapes: dict[str, tuple[int, ...]] = {"embed.W_E": (v, d), "pos_embed.W_pos": (cfg["n_ctx"], d)}
+    for layer in range(cfg["n_layers"]):
+        p = f"blocks.{layer}."
+        shapes |= {p + f"ln{i}.{w}": (d,) for i in (1, 2) for w in ("w", "b")}
+        shapes |= {p + f"attn.W_{x}": (h, d, dh) for x in "QKV"} | {p + f"attn.b_{x}": (h, dh) for x in "QKV"}
+        shapes |= {p + "attn.W_O": (h, dh, d), p + "attn.b_O": (d,)}
+        shapes |= {p + "mlp.W_in": (d, m), p + "mlp.b_in": (m,), p + "mlp.W_out": (m, d), p + "mlp.b_out": (d,)}
+    return shapes | {"ln_final.w": (d,), "ln_final.b": (d,), "unembed.W_U": (d, v), "unembed.b_U": (v,)}
+
+
+def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -94,13 +127,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 class BundledPair:
     """The bundled model's weights up to one `blocks.L.hook_resid_pre`, its tokenizer, and one TopK SAE."""
 
-    layer: int  # the hook's block: the forward runs blocks 0 .. layer-1
+    hook: str  # blocks.L.hook_resid_pre
+    layer: int  # L: the forward runs blocks 0 .. L-1
     n_ctx: int
     tokenizer: Any  # tokenizers.Tokenizer
-    bos: str
+    bos_id: int
     weights: dict[str, torch.Tensor]  # the model's, by TransformerLens state-dict name
     sae_cfg: dict[str, Any]
     sae: dict[str, torch.Tensor]  # W_enc, b_enc, W_dec, b_dec
+    label: str  # the SAE, as messages name it
 
     @property
     def d_sae(self) -> int:
@@ -109,7 +144,7 @@ class BundledPair:
     # ------------------------------------------------------------------ tokens
     def token_ids(self, text: str) -> list[int]:
         """BOS + text, as `HookedTransformer.to_tokens(text, prepend_bos=True, truncate=False)` gives them."""
-        return list(self.tokenizer.encode(self.bos + text, add_special_tokens=True).ids)
+        return [self.bos_id, *self.tokenizer.encode(text, add_special_tokens=False).ids]
 
     def str_tokens(self, ids: list[int]) -> tuple[str, ...]:
         """Each id decoded alone, as `to_str_tokens` does."""
@@ -181,8 +216,9 @@ class BundledPair:
         ids = self.token_ids(text)
         check_length(text, len(ids), self.n_ctx)
         x = self.resid_pre(ids)[1:]
+        check_finite(text, "hook activation", x, f"SAE {self.label}")
         feats = self.encode(x)
-        check_finite(text, "SAE activations", feats, "the bundled SAE")
+        check_finite(text, "SAE activations", feats, f"SAE {self.label}")
         return self.str_tokens(ids[1:]), feats
 
 
@@ -204,35 +240,70 @@ def _gelu_new(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json")
+SAE_FILES = ("cfg.json", "sae_weights.safetensors")
+
+
+def sae_hook(sae_dir: Path) -> str:
+    """The hook an SAE directory's cfg.json names ('' when it names none)."""
+    meta = _read_json(sae_dir / "cfg.json").get("metadata")
+    return str((meta if isinstance(meta, dict) else {}).get("hook_name") or "")
+
+
 def unsupported(model_dir: Path, sae_dir: Path, hook: str) -> str | None:
-    """Why this model and SAE directory pair is outside this module, or None when `load` can take it."""
-    if not (model_dir / "config.json").is_file() or not (sae_dir / "cfg.json").is_file():
-        return "no config.json / cfg.json"
-    return unsupported_model(_read_json(model_dir / "config.json")) or unsupported_sae(_read_json(sae_dir / "cfg.json"), hook)
+    """Why this model directory, SAE directory and hook are outside this module, or None when `load` takes
+    them: the files, the configs, the hook, and the weights' names and shapes (read from the headers)."""
+    missing = [str(d / f) for d, files in ((model_dir, MODEL_FILES), (sae_dir, SAE_FILES)) for f in files if not (d / f).is_file()]
+    if missing:
+        return f"missing {missing}"
+    try:
+        cfg, sae_cfg = _read_json(model_dir / "config.json"), _read_json(sae_dir / "cfg.json")
+        bos = _read_json(model_dir / "tokenizer" / "tokenizer_config.json").get("bos_token")
+        model_weights, sae_weights = _shapes(model_dir / "model.safetensors"), _shapes(sae_dir / "sae_weights.safetensors")
+    except (OSError, ValueError) as exc:
+        return f"unreadable files ({type(exc).__name__})"
+    reason = unsupported_model(cfg) or unsupported_sae(sae_cfg)
+    if reason:
+        return reason
+    m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", hook)
+    if m is None or int(m.group(1)) >= cfg["n_layers"]:
+        return f"hook {hook!r} (only blocks.L.hook_resid_pre of a block the model has)"
+    if not isinstance(bos, str) or not bos:
+        return f"a tokenizer whose bos_token is {bos!r}"
+    if model_weights != model_shapes(cfg):
+        return "model weights of other names or shapes than its config gives"
+    d_in, d_sae = sae_cfg["d_in"], sae_cfg["d_sae"]
+    if sae_weights != {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}:
+        return "SAE weights of other names or shapes than W_enc, b_enc, W_dec, b_dec of its d_in and d_sae"
+    if d_in != cfg["d_model"]:
+        return f"an SAE of d_in {d_in} on a residual stream of width {cfg['d_model']}"
+    if sae_cfg["k"] > d_sae:
+        return f"k {sae_cfg['k']} > d_sae {d_sae}"
+    return None
 
 
-def load(model_dir: Path, sae_dir: Path, hook: str) -> BundledPair:
-    """The pair from a bundled model directory and a SAELens-format SAE directory; `unsupported` must be None."""
+def load(model_dir: Path, sae_dir: Path, hook: str, label: str) -> BundledPair:
+    """The pair from a bundled model directory and a SAELens-format SAE directory (`label` names the SAE in
+    messages). A pair `unsupported` refuses, weights that are not all finite, or a BOS the tokenizer does
+    not know raise LoadError: the libraries run such a pair, and say what is wrong with it."""
     import torch
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
     reason = unsupported(model_dir, sae_dir, hook)
     if reason is not None:
-        raise ValueError(f"bundled_forward cannot run this pair: {reason}")
+        raise LoadError(f"bundled_forward cannot run this pair: {reason}")
     cfg = _read_json(model_dir / "config.json")
-    sae_cfg = _read_json(sae_dir / "cfg.json")
-    m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_pre", hook)
-    assert m is not None
-    layer = int(m.group(1))
-    if layer >= int(cfg["n_layers"]):
-        raise ValueError(f"bundled_forward: the model has no block {layer}")
+    layer = int(hook.split(".")[1])
     weights = load_file(str(model_dir / "model.safetensors"))
     sae = load_file(str(sae_dir / "sae_weights.safetensors"))
-    if set(sae) != SAE_WEIGHTS:
-        raise ValueError(f"bundled_forward: SAE weights {sorted(sae)}, expected {sorted(SAE_WEIGHTS)}")
-    weights = {k: v.to(torch.float32) for k, v in weights.items()}
-    sae = {k: v.to(torch.float32) for k, v in sae.items()}
-    tok_cfg = _read_json(model_dir / "tokenizer" / "tokenizer_config.json")
+    if not all(bool(torch.isfinite(t).all()) for t in (*weights.values(), *sae.values())):
+        raise LoadError("bundled_forward cannot run this pair: weights that are not all finite")
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer" / "tokenizer.json"))
-    return BundledPair(layer, int(cfg["n_ctx"]), tokenizer, str(tok_cfg["bos_token"]), weights, sae_cfg, sae)
+    bos_id = tokenizer.token_to_id(_read_json(model_dir / "tokenizer" / "tokenizer_config.json")["bos_token"])
+    if bos_id is None:
+        raise LoadError("bundled_forward cannot run this pair: the tokenizer has no id for its bos_token")
+    return BundledPair(
+        hook, layer, int(cfg["n_ctx"]), tokenizer, int(bos_id), {k: v.to(torch.float32) for k, v in weights.items()},
+        _read_json(sae_dir / "cfg.json"), {k: v.to(torch.float32) for k, v in sae.items()}, label,
+    )

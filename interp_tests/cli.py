@@ -100,8 +100,8 @@ def build_parser() -> Parser:
     p.add_argument("-k", type=int, default=5, help="features per token (default 5)")
     p.add_argument(
         "--transformer-lens", action="store_true",
-        help="run the bundled pair through TransformerLens and SAELens too (by default it runs on plain torch, "
-        "which starts 4-5 s sooner; the values are the same)",
+        help="run the bundled pair through TransformerLens and SAELens instead of plain torch (which starts 4-6 s "
+        "sooner; the same values, up to float rounding when several texts are batched)",
     )
 
     p = sub.add_parser(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from .errors import InputError, LoadError
 from .neuronpedia import feature_url, neuronpedia_id
 from .registry import BUNDLED_DIR, BUNDLED_MODELS, BUNDLED_RELEASES, Registry
 from .schema import SaeRef
@@ -127,9 +127,12 @@ class BundledTarget:
     with the same values as a Target's engine."""
 
     spec: TargetSpec
-    hook: str
     pair: BundledPair
     np_id: str | None  # the SAE's Neuronpedia id (bundled releases have none today)
+
+    @property
+    def hook(self) -> str:
+        return self.pair.hook
 
     @property
     def label(self) -> str:
@@ -163,16 +166,17 @@ def bundled_target(spec: TargetSpec, registry: Registry) -> BundledTarget | None
         or registry.dtype != "float32"
     ):
         return None
-    sae_dir = BUNDLED_DIR / ref.release / ref.id
+    sae_dir, model_dir = BUNDLED_DIR / ref.release / ref.id, BUNDLED_DIR / spec.model
     if not (sae_dir / "cfg.json").is_file():
-        return None  # the full path gives the error that names the release's ids
-    import json
-
-    hook = spec.hook or str((json.loads((sae_dir / "cfg.json").read_text()).get("metadata") or {}).get("hook_name") or "")
-    model_dir = BUNDLED_DIR / spec.model
+        return None  # the libraries' path gives the error that names the release's ids
+    hook = spec.hook or bundled_forward.sae_hook(sae_dir)
     if bundled_forward.unsupported(model_dir, sae_dir, hook) is not None:
         return None
-    return BundledTarget(spec, hook, bundled_forward.load(model_dir, sae_dir, hook), neuronpedia_id(ref.release, ref.id))
+    try:
+        pair = bundled_forward.load(model_dir, sae_dir, hook, ref.label)
+    except LoadError:
+        return None  # non-finite weights, a BOS the tokenizer lacks: the libraries' path says what is wrong
+    return BundledTarget(spec, pair, neuronpedia_id(ref.release, ref.id))
 
 
 def load_inspect_target(spec: TargetSpec, registry: Registry) -> Target | BundledTarget:
