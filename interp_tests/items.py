@@ -58,7 +58,7 @@ class CaseFile(pytest.File):
                 item = CaseItem.from_parent(self, name=name, plan=plan)
                 item.add_marker(pytest.mark.interp)
                 if self.config.pluginmanager.hasplugin("xdist"):
-                    # with --dist loadgroup, the cases of one model run on as few workers as possible
+                    # with --dist loadgroup, the cases of one model run on one worker (scheduling.py)
                     item.add_marker(pytest.mark.xdist_group(name=f"interp-{key.model}"))
                 yield item
 

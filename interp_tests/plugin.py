@@ -179,6 +179,16 @@ class ReportRelay:
             self.state.run.absorb(interp)
 
 
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` groups the cases of one model on one worker even where xdist's group suffix is lost."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from .scheduling import CaseModelScheduling
+
+    return CaseModelScheduling(config, log)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     o = config.stash[STATE].options
     return f"interp-tests: device={o.device} dtype={o.dtype}" + (" offline" if o.offline else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -164,7 +165,10 @@ def test_xdist_parallel_run_gives_the_same_outcomes_and_values_as_serial(pyteste
     case_file(pytester, "b", MANY.replace("case-", "other-"))
     serial, parallel = pytester.path / "s.xml", pytester.path / "p.xml"
     pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--junitxml={serial}").assert_outcomes(passed=12)  # the parallel half needs its own process
-    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", f"--junitxml={parallel}", "--interp-update").assert_outcomes(passed=12)
+    ran = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", "-v", f"--junitxml={parallel}", "--interp-update")
+    ran.assert_outcomes(passed=12)
+    workers = {m.group(1) for m in re.finditer(r"\[(gw\d+)\] .*PASSED cases/[ab]\.yaml::", ran.stdout.str())}
+    assert len(workers) == 1, ran.stdout.str()  # one model: its 12 cases on one worker, which loads it once
     strip = lambda props: {k: v for k, v in props.items() if k.endswith(".observed")}  # noqa: E731
     assert {k: strip(v) for k, v in _props(serial).items()} == {k: strip(v) for k, v in _props(parallel).items()}
     assert len(json.loads((pytester.path / "cases" / "b.yaml.baseline.json").read_text())["cases"]) == 6  # written by the controller
