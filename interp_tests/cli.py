@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -25,21 +26,27 @@ if TYPE_CHECKING:
 PROG = "interp-tests"
 WIDTH = 100
 
+
+def paragraph(text: str) -> str:
+    """Help text re-flowed to WIDTH columns (argparse's raw formatter prints it as is)."""
+    return textwrap.fill(" ".join(text.split()), WIDTH, break_on_hyphens=False, break_long_words=False) + "\n"
+
+
 TARGET_HELP = """\
 target (default: the bundled pair, tiny-stdlib + tiny-stdlib-res:blocks.1.hook_resid_pre):
   --case FILE            a case file's target (its first SAE unless --sae is given)
   --model NAME --sae S   a TransformerLens or bundled model and an SAE: RELEASE:ID or a local PATH
 """
 
-INSPECT_JSON = """\
+INSPECT_JSON = paragraph("""\
 --json prints one object: {"command": "inspect", "model", "sae", "hook", "d_sae", "k", "neuronpedia_id" (null
 when the SAE has none), "texts": [{"text", "n_tokens" (BOS excluded), "l0" (mean features > 0 per token),
 "tokens": [{"position" (index in the tokenized text, BOS at 0), "token", "features": [{"feature",
 "activation", "url" (null without a Neuronpedia id)}]}]}]}. Only features with activation > 0 are listed,
 most active first.
-"""
+""")
 
-FEATURE_JSON = """\
+FEATURE_JSON = paragraph("""\
 --json prints one object: {"command": "feature", "model", "sae", "hook", "d_sae", "feature", "url",
 "source", "documents", "windows", "context", "tokens" (BOS excluded), "active_tokens", "density"
 (active_tokens / tokens), "max_activation", "top_contexts": [{"activation", "tokens" (the window's tokens,
@@ -47,16 +54,16 @@ BOS at 0), "position" (index of the max token in tokens), "document" (0-based), 
 window's first token after BOS in the document's tokens)}], "histogram": {"edges" (n+1 values, bins
 [edge_i, edge_i+1) over active values), "counts" (n)}, "promoted" / "suppressed" ([{"token", "logit"}] of
 W_dec[F] @ W_U, null when the decoder is not in the residual stream), "seconds", "tokens_per_s"}.
-"""
+""")
 
-DRAFT_JSON = """\
+DRAFT_JSON = paragraph("""\
 Output: a table of the features on stderr, and a case-file stub on stdout (`... > cases/x.yaml`; it passes
 under pytest as drafted). --json prints instead one object: {"command": "draft", "model", "sae", "hook",
 "d_sae", "groups": {name: [texts]}, "positive": [group names], "negative": [group names], "features":
 [{"feature", "auroc", "gap", "positive_max" (per text), "negative_max", "selector" ({"most_active_on",
 "token"} or null), "note", "url", "fires_min" (null when omitted), "silent_max", "min_auroc"}], "stub"
 (the case-file text)}.
-"""
+""")
 
 
 class Parser(argparse.ArgumentParser):
@@ -106,9 +113,9 @@ def build_parser() -> Parser:
 
     p = sub.add_parser(
         "feature", parents=[common], formatter_class=fmt, help="one feature's card: top contexts, density, histogram, logits",
-        description=(
-            "One feature's card over a text file (streamed: memory stays flat in its size), inline texts, or a case\n"
-            "file's text groups: max-activating contexts, activation histogram and density, the output tokens its\n"
+        description=paragraph(
+            "One feature's card over a text file (streamed: memory stays flat in its size), inline texts, or a case "
+            "file's text groups: max-activating contexts, activation histogram and density, the output tokens its "
             "decoder direction promotes and suppresses, and its Neuronpedia URL."
         ),
         epilog=TARGET_HELP + "\n" + FEATURE_JSON,
@@ -123,9 +130,9 @@ def build_parser() -> Parser:
 
     p = sub.add_parser(
         "draft", parents=[common], formatter_class=fmt, help="draft a case file from positive and negative texts",
-        description=(
-            "The features that best separate two groups of texts (AUROC of per-text max activation, ties broken by\n"
-            "the gap of mean max activation), and a case-file stub with fires / silent / separates claims for each.\n"
+        description=paragraph(
+            "The features that best separate two groups of texts (AUROC of per-text max activation, ties broken by "
+            "the gap of mean max activation), and a case-file stub with fires / silent / separates claims for each. "
             "With --case FILE, --positive and --negative name that file's text groups instead of giving texts."
         ),
         epilog=TARGET_HELP + "\n" + DRAFT_JSON,

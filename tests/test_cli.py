@@ -353,3 +353,13 @@ def test_python_m_interp_tests_inspect_end_to_end_imports_no_transformer_lens_or
     others = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
     assert others == []  # nothing warns
     assert wall < 60 and math.isfinite(wall)
+
+
+@pytest.mark.parametrize("command", [[], ["inspect"], ["feature"], ["draft"]], ids=["top", "inspect", "feature", "draft"])
+def test_help_fits_100_columns(command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "usage: interp-tests" in out
+    assert [ln for ln in out.splitlines() if len(ln) > 100] == []

@@ -91,6 +91,9 @@ def test_the_tutorial_runs_as_written(pytester: pytest.Pytester, monkeypatch: py
     assert "feat_871" in (pytester.path / "brackets.yaml").read_text()
     assert "1 passed" in passed
     assert "1 failed" in failed and "silent [feat_871 = #871]: observed 0.0000, expected max activation <= -1.0000 on every text" in failed
+    quoted = re.search(r"The failure names the line of the broken claim \(`([^`]*)`", (ROOT / "README.md").read_text())
+    assert quoted, "README no longer quotes the failure after the tutorial"
+    assert " ".join(quoted.group(1).split()) in " ".join(failed.split()), (quoted.group(1), failed)  # README quotes it as printed
     assert "### Failed cases" in report and "silent" in report
     html = (pytester.path / "report.html").read_text()
     assert "feat_871" in html and "FAIL" in html
