@@ -41,7 +41,7 @@ target (default: the bundled pair, tiny-stdlib + tiny-stdlib-res:blocks.1.hook_r
 INSPECT_JSON = paragraph("""\
 --json prints one object: {"command": "inspect", "model", "sae", "hook", "d_sae", "k", "neuronpedia_id" (null
 when the SAE has none), "texts": [{"text", "n_tokens" (BOS excluded), "l0" (mean features > 0 per token),
-"tokens": [{"position" (index in the tokenized text, BOS at 0), "token", "features": [{"feature",
+"tokens": [{"position" (index in the tokenized text, BOS at 0), "token" (decoded alone), "bytes" (the token's bytes in hex where it is part of a character and decodes alone to U+FFFD, else null), "features": [{"feature",
 "activation", "url" (null without a Neuronpedia id)}]}]}]}. Only features with activation > 0 are listed,
 most active first.
 """)
@@ -223,19 +223,20 @@ def inspected_json(target: Target | BundledTarget, r: Inspected) -> dict[str, An
         "n_tokens": r.n_tokens,
         "l0": r.l0,
         "tokens": [
-            {"position": row.position, "token": row.token, "features": [{"feature": f, "activation": a, "url": target.url(f)} for f, a in row.features]}
+            {"position": row.position, "token": row.token, "bytes": None if row.token_bytes is None else row.token_bytes.hex(), "features": [{"feature": f, "activation": a, "url": target.url(f)} for f, a in row.features]}
             for row in r.rows
         ],
     }
 
 
 def render_inspected(target: Target | BundledTarget, n: int, r: Inspected) -> str:
-    tok_w = min(16, max([len(repr(row.token)) for row in r.rows] + [5]))
+    tok_w = min(16, max([len(row.shown) for row in r.rows] + [5]))
     lines = [f"text {n}: {short(r.text, WIDTH - 40)}  ({r.n_tokens} tokens, L0 {r.l0:.1f})", f"  {'pos':>4}  {'token':<{tok_w}}  top features (activation)"]
     seen: dict[int, None] = {}
     for row in r.rows:
         feats = "  ".join(f"#{f} {a:.3f}" for f, a in row.features) or "(no feature > 0)"
-        lines.append(f"  {row.position:>4}  {short(row.token, tok_w):<{tok_w}}  {feats}")
+        shown = row.shown if len(row.shown) <= tok_w else row.shown[: tok_w - 3] + "..."
+        lines.append(f"  {row.position:>4}  {shown:<{tok_w}}  {feats}")
         seen.update(dict.fromkeys(f for f, _ in row.features))
     if target.np_id is not None:
         lines.append("  links:")

@@ -116,9 +116,51 @@ class Target:
 
         return SaeEngine(HookCache(self.model, self.hook, batch_tokens), self.sae, self.label, ref=self.spec.sae)
 
-    def encoded(self, texts: list[str]) -> list[tuple[str, tuple[str, ...], torch.Tensor]]:
-        """Per text: the text, its token strings and its features [n, d_sae] (BOS excluded), from the engine."""
-        return [(a.text, a.tokens, a.dense()) for a in self.engine().acts(texts)]
+    def encoded(self, texts: list[str]) -> list[Encoded]:
+        """Per text: its token strings, their bytes and its features [n, d_sae] (BOS excluded), from the engine."""
+        engine = self.engine()
+        tokenizer = self.model.tokenizer
+        out = []
+        for a in engine.acts(texts):
+            ids = engine.hooks.tokens(a.text)[1:].tolist()
+            raw = tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [None] * len(ids)
+            out.append(Encoded(a.text, a.tokens, tuple(token_bytes(t, r) for t, r in zip(a.tokens, raw)), a.dense()))
+        return out
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One text through a target, BOS excluded."""
+
+    text: str
+    tokens: tuple[str, ...]  # each token decoded alone (as TransformerLens's to_str_tokens)
+    token_bytes: tuple[bytes | None, ...]  # a token's bytes where it is part of a character (see token_bytes)
+    feats: torch.Tensor  # [n, d_sae]
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character that stands for each byte in a token."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), ord("\xff") + 1)]
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[chr(byte)] = byte
+        else:
+            chars[chr(256 + extra)] = byte
+            extra += 1
+    return chars
+
+
+BYTE_LEVEL = _byte_level_alphabet()
+
+
+def token_bytes(decoded: str, raw: str | None) -> bytes | None:
+    """The bytes of a token that decodes, alone, to U+FFFD: part of a multi-byte character, which only the
+    bytes tell apart ('\\xe2\\x98' and '\\x95' of '☕'). Read from its byte-level form (`raw`, the tokenizer's
+    own string for it); None for a token that decodes to text, or whose form is not byte-level."""
+    if "\ufffd" not in decoded or raw is None or not raw or any(c not in BYTE_LEVEL for c in raw):
+        return None
+    return bytes(BYTE_LEVEL[c] for c in raw)
 
 
 @dataclass(frozen=True)
@@ -145,8 +187,13 @@ class BundledTarget:
     def url(self, feature: int) -> str | None:
         return feature_url(self.np_id, feature)
 
-    def encoded(self, texts: list[str]) -> list[tuple[str, tuple[str, ...], torch.Tensor]]:
-        return [(t, *self.pair.encoded(t)) for t in texts]
+    def encoded(self, texts: list[str]) -> list[Encoded]:
+        out = []
+        for text in texts:
+            tokens, feats = self.pair.encoded(text)
+            raw = [self.pair.tokenizer.id_to_token(i) for i in self.pair.token_ids(text)[1:]]
+            out.append(Encoded(text, tokens, tuple(token_bytes(t, r) for t, r in zip(tokens, raw)), feats))
+        return out
 
 
 def bundled_target(spec: TargetSpec, registry: Registry) -> BundledTarget | None:
@@ -216,6 +263,12 @@ class TokenTop:
     position: int  # index in the tokenized text, BOS at 0
     token: str
     features: tuple[tuple[int, float], ...]  # (feature, activation), most active first, activation > 0
+    token_bytes: bytes | None = None  # the token's bytes when it is part of a character (token is then '\ufffd')
+
+    @property
+    def shown(self) -> str:
+        """How a terminal shows the token: repr of its text, or of its bytes when it is part of a character."""
+        return repr(self.token_bytes) if self.token_bytes is not None else repr(self.token)
 
 
 @dataclass(frozen=True)
@@ -234,14 +287,15 @@ def inspect_texts(target: Target | BundledTarget, texts: list[str], k: int) -> l
         raise InputError(f"Could not parse value: {k!r} for -k: give a number of features >= 1")
     texts = check_texts(texts)
     out = []
-    for text, tokens, dense in target.encoded(texts):
+    for enc in target.encoded(texts):
+        dense = enc.feats
         values, index = torch.topk(dense, min(k, dense.shape[1]), dim=1)
         rows = []
-        for i, tok in enumerate(tokens):
+        for i, (tok, raw) in enumerate(zip(enc.tokens, enc.token_bytes)):
             feats = tuple((int(f), float(v)) for v, f in zip(values[i].tolist(), index[i].tolist()) if v > 0)
-            rows.append(TokenTop(i + 1, tok, feats))
+            rows.append(TokenTop(i + 1, tok, feats, raw))
         l0 = float((dense > 0).sum(-1).double().mean())
-        out.append(Inspected(text, len(tokens), l0, tuple(rows)))
+        out.append(Inspected(enc.text, len(enc.tokens), l0, tuple(rows)))
     return out
 
 

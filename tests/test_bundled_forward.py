@@ -102,9 +102,9 @@ def test_the_engines_batched_pass_gives_the_same_features(pair: bundled_forward.
     fast = bundled_target(target_spec(), Registry())
     assert isinstance(fast, BundledTarget)
     batched = target.encoded(texts)
-    for (text, tokens, dense), (_, fast_tokens, fast_dense) in zip(batched, fast.encoded(texts)):
-        assert tokens == fast_tokens, text
-        assert float((dense - fast_dense).abs().max()) <= 1e-5, text  # padded batches vs one text: float rounding only
+    for lib, ours in zip(batched, fast.encoded(texts)):
+        assert lib.text == ours.text and lib.tokens == ours.tokens and lib.token_bytes == ours.token_bytes, lib.text
+        assert float((lib.feats - ours.feats).abs().max()) <= 1e-5, lib.text  # padded batches vs one text: float rounding only
 
 
 @pytest.mark.parametrize(
@@ -275,7 +275,7 @@ def test_inspect_json_is_the_same_through_transformer_lens(capsys: pytest.Captur
     paths: list[str] = []
     monkeypatch.setattr(explore, "load_target", lambda *a: paths.append("libraries") or load_target(*a))
     monkeypatch.setattr(bundled_forward, "load", lambda *a: paths.append("bundled_forward") or LOAD(*a))
-    texts = ["def add(a, b):\n    return a + b", "class Foo(object):\n    def __init__(self):", "Return the number of items."]
+    texts = ["def add(a, b):\n    return a + b", "class Foo(object):\n    def __init__(self):", "Return the number of items.", "café ☕ 日本"]
     outputs = []
     for extra in ([], ["--transformer-lens"]):
         assert main(["inspect", "--json", "-k", "8", *extra, *texts]) == 0
@@ -289,7 +289,7 @@ def test_inspect_json_is_the_same_through_transformer_lens(capsys: pytest.Captur
     for a, b in zip(fast["texts"], full["texts"]):
         assert a["n_tokens"] == b["n_tokens"] and a["l0"] == b["l0"]
         for ta, tb in zip(a["tokens"], b["tokens"]):
-            assert ta["token"] == tb["token"] and ta["position"] == tb["position"]
+            assert ta["token"] == tb["token"] and ta["position"] == tb["position"] and ta["bytes"] == tb["bytes"]
             assert [f["feature"] for f in ta["features"]] == [f["feature"] for f in tb["features"]]
             assert all(abs(fa["activation"] - fb["activation"]) <= 1e-5 for fa, fb in zip(ta["features"], tb["features"]))  # batched: float rounding
 

@@ -363,3 +363,19 @@ def test_help_fits_100_columns(command: list[str], capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert done.value.code == 0 and "usage: interp-tests" in out
     assert [ln for ln in out.splitlines() if len(ln) > 100] == []
+
+
+def test_inspect_shows_a_token_that_is_part_of_a_character_by_its_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    from interp_tests.explore import token_bytes
+
+    text = "café ☕"  # é is two bytes, ☕ three: byte-level BPE may cut them
+    code, out, err = run(capsys, "inspect", text, "-k", "1")
+    assert code == 0, err
+    assert "\ufffd" not in out and "b'\\xc3'" in out and "b'\\xe2'" in out, out
+    code, out, err = run(capsys, "inspect", text, "--json")
+    tokens = json.loads(out)["texts"][0]["tokens"]
+    parts = [t for t in tokens if t["bytes"] is not None]
+    assert parts and all(t["token"] == "\ufffd" for t in parts)
+    assert b"".join(bytes.fromhex(t["bytes"]) if t["bytes"] else t["token"].encode() for t in tokens) == text.encode()
+    assert token_bytes("def", "def") is None and token_bytes("\ufffd", "\u4e00") is None  # text, or not byte-level
+    assert token_bytes("\ufffd", "Ã") == b"\xc3" and token_bytes("\ufffd", "Ġ") == b" "
