@@ -407,8 +407,9 @@ def separator_json(target: Target, s: Separator) -> dict[str, Any]:
 
 def render_separators(target: Target, found: Sequence[Separator]) -> str:
     lines = [
-        f"features of {target.label} that best separate the groups (AUROC of per-text max activation):",
-        f"  {'feature':>8}  {'AUROC':>6}  {'gap':>8}  {'pos min':>8}  {'neg max':>8}  selector",
+        f"features of {target.label} that best separate the groups",
+        "(AUROC of each text's max activation; mean gap: positive mean - negative mean of those maxima):",
+        f"  {'feature':>8}  {'AUROC':>6}  {'mean gap':>8}  {'pos min':>8}  {'neg max':>8}  selector",
     ]
     for s in found:
         if s.selector is not None:
