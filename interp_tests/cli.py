@@ -66,6 +66,12 @@ under pytest as drafted). --json prints instead one object: {"command": "draft",
 """)
 
 
+TRANSFORMER_LENS_HELP = (
+    "run the bundled pair through TransformerLens and SAELens instead of plain torch (which starts 4-6 s sooner; "
+    "the same values, up to float rounding when several texts are batched)"
+)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit status 2."""
 
@@ -105,11 +111,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("texts", nargs="+", metavar="TEXT", help="texts to inspect (each tokenized with BOS)")
     p.add_argument("-k", type=int, default=5, help="features per token (default 5)")
-    p.add_argument(
-        "--transformer-lens", action="store_true",
-        help="run the bundled pair through TransformerLens and SAELens instead of plain torch (which starts 4-6 s "
-        "sooner; the same values, up to float rounding when several texts are batched)",
-    )
+    p.add_argument("--transformer-lens", action="store_true", help=TRANSFORMER_LENS_HELP)
 
     p = sub.add_parser(
         "feature", parents=[common], formatter_class=fmt, help="one feature's card: top contexts, density, histogram, logits",
@@ -140,6 +142,7 @@ def build_parser() -> Parser:
     p.add_argument("--positive", nargs="+", required=True, metavar="TEXT", help="texts (or, with --case, group names)")
     p.add_argument("--negative", nargs="+", required=True, metavar="TEXT", help="texts (or, with --case, group names)")
     p.add_argument("--n", type=int, default=3, help="features to draft (default 3)")
+    p.add_argument("--transformer-lens", action="store_true", help=TRANSFORMER_LENS_HELP)
     return parser
 
 
@@ -190,6 +193,14 @@ def load(args: argparse.Namespace) -> Target:
     return load_target(*target_of(args))
 
 
+def load_quick(args: argparse.Namespace) -> Target | BundledTarget:
+    """inspect's and draft's target: on plain torch where it can be, unless --transformer-lens."""
+    from .explore import load_quick_target, load_target
+
+    spec, registry = target_of(args)
+    return load_target(spec, registry) if args.transformer_lens else load_quick_target(spec, registry)
+
+
 def no_links_note(target: Target | BundledTarget) -> str:
     return f"Neuronpedia: no id for {target.label} in the SAE registry, so no links"
 
@@ -198,13 +209,12 @@ def no_links_note(target: Target | BundledTarget) -> str:
 def cmd_inspect(args: argparse.Namespace, out: IO[str]) -> None:
     import torch
 
-    from .explore import check_texts, inspect_texts, load_inspect_target, load_target
+    from .explore import check_texts, inspect_texts
 
     check_texts(args.texts)
     if args.k < 1:
         raise InputError(f"Could not parse value: {args.k!r} for -k: give a number of features >= 1")
-    spec, registry = target_of(args)
-    target = load_target(spec, registry) if args.transformer_lens else load_inspect_target(spec, registry)
+    target = load_quick(args)
     with torch.inference_mode():
         results = inspect_texts(target, args.texts, args.k)
     if args.json:
@@ -354,7 +364,7 @@ def cmd_draft(args: argparse.Namespace, out: IO[str]) -> None:
 
     from .draft import separators, stub
 
-    target = load(args)
+    target = load_quick(args)
     groups: dict[str, tuple[str, ...]]
     if target.spec.case is not None and args.case is not None:
         have = target.spec.case.model.texts
@@ -389,7 +399,7 @@ def cmd_draft(args: argparse.Namespace, out: IO[str]) -> None:
     out.write(text)
 
 
-def separator_json(target: Target, s: Separator) -> dict[str, Any]:
+def separator_json(target: Target | BundledTarget, s: Separator) -> dict[str, Any]:
     return {
         "feature": s.feature,
         "auroc": s.auroc,
@@ -405,7 +415,7 @@ def separator_json(target: Target, s: Separator) -> dict[str, Any]:
     }
 
 
-def render_separators(target: Target, found: Sequence[Separator]) -> str:
+def render_separators(target: Target | BundledTarget, found: Sequence[Separator]) -> str:
     lines = [
         f"features of {target.label} that best separate the groups",
         "(AUROC of each text's max activation; mean gap: positive mean - negative mean of those maxima):",

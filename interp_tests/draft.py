@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import InputError
-from .explore import Target, check_texts
+from .explore import BundledTarget, Encoded, Target, check_texts
 
 if TYPE_CHECKING:
     import torch
 
-    from .engine import TextActs
 
 FIRES_FACTOR = 0.8  # fires.min = 0.8 x the smallest per-text max over the positive texts
 SILENT_FACTOR, SILENT_PAD = 1.1, 0.05  # silent.max = 1.1 x the largest negative per-text max + 0.05
@@ -81,12 +80,12 @@ def auroc_per_feature(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return wins / (pos.shape[0] * neg.shape[0])
 
 
-def resolve(acts: TextActs, token: str | None) -> tuple[int, float]:
+def resolve(acts: Encoded, token: str | None) -> tuple[int, float]:
     """The harness's selector rule: the feature with the largest single activation over the text's tokens
     (or over the positions of `token`), lowest index on ties; and its lead over the runner-up."""
     import torch
 
-    dense = acts.dense()
+    dense = acts.feats
     if token is not None:
         pos = acts.positions(token)
         if not pos:
@@ -98,13 +97,13 @@ def resolve(acts: TextActs, token: str | None) -> tuple[int, float]:
     return best, (two[0] - two[1]) if len(two) > 1 else math.inf
 
 
-def find_selector(feature: int, positive: Sequence[TextActs]) -> tuple[tuple[str, str | None] | None, str]:
+def find_selector(feature: int, positive: Sequence[Encoded]) -> tuple[tuple[str, str | None] | None, str]:
     """A (text, token) selector over the positive texts that resolves to `feature` with a clear lead: the
     token at the feature's argmax positions first, then the whole text; texts where it is strongest first."""
     tried = 0
-    order = sorted(positive, key=lambda a: -float(a.dense()[:, feature].max()))
+    order = sorted(positive, key=lambda a: -float(a.feats[:, feature].max()))
     for acts in order:
-        column = acts.dense()[:, feature]
+        column = acts.feats[:, feature]
         top = float(column.max())
         if top <= 0:
             continue
@@ -117,7 +116,7 @@ def find_selector(feature: int, positive: Sequence[TextActs]) -> tuple[tuple[str
     return None, f"none of {tried} selectors over the positive texts resolves to #{feature} with a lead > {SELECTOR_MARGIN}"
 
 
-def separators(target: Target, positive: Sequence[str], negative: Sequence[str], n: int) -> list[Separator]:
+def separators(target: Target | BundledTarget, positive: Sequence[str], negative: Sequence[str], n: int) -> list[Separator]:
     """The `n` features that best separate `positive` from `negative` (see the module docstring)."""
     import torch
 
@@ -127,10 +126,10 @@ def separators(target: Target, positive: Sequence[str], negative: Sequence[str],
     negative = check_texts(negative, "negative text")
     if not positive or not negative:
         raise InputError("draft needs at least one positive and one negative text (--positive ... --negative ...)")
-    acts = target.engine().acts([*positive, *negative])
+    acts = target.encoded([*positive, *negative])
     pos_acts, neg_acts = acts[: len(positive)], acts[len(positive) :]
-    pos = torch.stack([a.dense().max(0).values for a in pos_acts]).double()
-    neg = torch.stack([a.dense().max(0).values for a in neg_acts]).double()
+    pos = torch.stack([a.feats.max(0).values for a in pos_acts]).double()
+    neg = torch.stack([a.feats.max(0).values for a in neg_acts]).double()
     auroc = auroc_per_feature(pos, neg)
     gap = pos.mean(0) - neg.mean(0)
     order = torch.arange(auroc.shape[0])
@@ -175,7 +174,7 @@ def _groups(names: Sequence[str]) -> str:
 
 
 def stub(
-    target: Target,
+    target: Target | BundledTarget,
     groups: Mapping[str, Sequence[str]],
     positive: Sequence[str],
     negative: Sequence[str],

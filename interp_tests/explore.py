@@ -137,6 +137,9 @@ class Encoded:
     token_bytes: tuple[bytes | None, ...]  # a token's bytes where it is part of a character (see token_bytes)
     feats: torch.Tensor  # [n, d_sae]
 
+    def positions(self, token: str) -> list[int]:
+        return [i for i, t in enumerate(self.tokens) if t == token]
+
 
 def _byte_level_alphabet() -> dict[str, int]:
     """GPT-2's byte-level BPE alphabet: the printable character that stands for each byte in a token."""
@@ -226,9 +229,10 @@ def bundled_target(spec: TargetSpec, registry: Registry) -> BundledTarget | None
     return BundledTarget(spec, pair, neuronpedia_id(ref.release, ref.id))
 
 
-def load_inspect_target(spec: TargetSpec, registry: Registry) -> Target | BundledTarget:
-    """The bundled pair without TransformerLens and SAELens where `bundled_target` can run it (their imports
-    alone take longer than `inspect` may), any other target through them."""
+def load_quick_target(spec: TargetSpec, registry: Registry) -> Target | BundledTarget:
+    """For the commands that only encode texts (inspect, draft): the bundled pair without TransformerLens and
+    SAELens where `bundled_target` can run it (their imports alone take longer than `inspect` may), any other
+    target through them."""
     return bundled_target(spec, registry) or load_target(spec, registry)
 
 

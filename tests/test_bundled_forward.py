@@ -20,7 +20,7 @@ from interp_tests import bundled_forward
 from interp_tests.casefile import load_case_file
 from interp_tests.cli import main
 from interp_tests.errors import CaseError, LoadError
-from interp_tests.explore import BundledTarget, Target, bundled_target, load_inspect_target, load_target, target_spec
+from interp_tests.explore import BundledTarget, Target, bundled_target, load_quick_target, load_target, target_spec
 from interp_tests.registry import BUNDLED_DIR, Registry
 from interp_tests.schema import SaeRef
 
@@ -231,23 +231,23 @@ ONE_CASE = "texts:\n  fn: ['def f(x):']\ncases:\n  - id: one\n    expect:\n     
 
 def test_inspect_takes_the_bundled_forward_only_where_it_applies(tmp_path: Path) -> None:
     spec = target_spec()
-    assert isinstance(load_inspect_target(spec, Registry()), BundledTarget)
-    assert isinstance(load_inspect_target(target_spec(case=str(ROOT / "cases" / "tiny-stdlib.yaml")), Registry()), BundledTarget)
-    assert isinstance(load_inspect_target(spec, Registry(dtype="float64")), Target)  # only float32 is the same computation
-    assert isinstance(load_inspect_target(spec, Registry(dtype="bfloat16")), Target)
+    assert isinstance(load_quick_target(spec, Registry()), BundledTarget)
+    assert isinstance(load_quick_target(target_spec(case=str(ROOT / "cases" / "tiny-stdlib.yaml")), Registry()), BundledTarget)
+    assert isinstance(load_quick_target(spec, Registry(dtype="float64")), Target)  # only float32 is the same computation
+    assert isinstance(load_quick_target(spec, Registry(dtype="bfloat16")), Target)
     local = tmp_path / "sae"
     shutil.copytree(SAE_DIR, local)
-    assert isinstance(load_inspect_target(target_spec(sae=str(local), cwd=tmp_path), Registry()), Target)  # a local SAE: SAELens reads it
+    assert isinstance(load_quick_target(target_spec(sae=str(local), cwd=tmp_path), Registry()), Target)  # a local SAE: SAELens reads it
     kwargs = tmp_path / "kwargs.yaml"
     kwargs.write_text(f"target:\n  model: tiny-stdlib\n  model_kwargs: {{center_writing_weights: true}}\n  sae: {{release: tiny-stdlib-res, id: {HOOK}}}\n" + ONE_CASE)
     with pytest.raises(LoadError, match="takes no model_kwargs"):  # the libraries' path, and its message
-        load_inspect_target(target_spec(case=str(kwargs)), Registry())
+        load_quick_target(target_spec(case=str(kwargs)), Registry())
 
 
 def test_a_case_files_hook_override_reads_that_hook_on_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     case = tmp_path / "override.yaml"
     case.write_text(f"target:\n  model: tiny-stdlib\n  hook: blocks.0.hook_resid_pre\n  sae: {{release: tiny-stdlib-res, id: {HOOK}}}\n" + ONE_CASE)
-    target = load_inspect_target(target_spec(case=str(case)), Registry())
+    target = load_quick_target(target_spec(case=str(case)), Registry())
     assert isinstance(target, BundledTarget) and target.hook == "blocks.0.hook_resid_pre" and target.pair.layer == 0
     outputs = []
     for extra in ([], ["--transformer-lens"]):
@@ -295,3 +295,23 @@ def test_inspect_json_is_the_same_through_transformer_lens(capsys: pytest.Captur
 
 
 LOAD = bundled_forward.load
+
+
+def test_draft_is_the_same_through_transformer_lens(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import interp_tests.explore as explore
+
+    paths: list[str] = []
+    monkeypatch.setattr(explore, "load_target", lambda *a: paths.append("libraries") or load_target(*a))
+    monkeypatch.setattr(bundled_forward, "load", lambda *a: paths.append("bundled_forward") or LOAD(*a))
+    argv = ["draft", "--json", "--n", "3", "--positive", "print(x)", "f(a, b)", "len(items)", "open(path)", "--negative", "Return the number of items.", "See the documentation."]
+    outputs = []
+    for extra in ([], ["--transformer-lens"]):
+        assert main([*argv, *extra]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert paths == ["bundled_forward", "libraries"]
+    fast, full = outputs
+    assert [f["feature"] for f in fast["features"]] == [f["feature"] for f in full["features"]]
+    for a, b in zip(fast["features"], full["features"]):
+        assert a["auroc"] == b["auroc"] and a["selector"] == b["selector"]
+        assert a["positive_max"] == pytest.approx(b["positive_max"], abs=1e-5) and a["negative_max"] == pytest.approx(b["negative_max"], abs=1e-5)
+    assert fast["stub"] == full["stub"]  # bounds rounded with margins: the same case file
