@@ -46,7 +46,8 @@ def reference_problems(m: CaseFileModel, source: Source) -> list[str]:
         check_groups(case.on, ("cases", i, "on"))
         if case.on is not None and any(m.corpus(g) is not None for g in case.on):
             for exp in case.expect:
-                if getattr(exp.params, "on", None) is None and exp.name not in STEERING_CHECKS + IDENTITY_CHECKS:
+                reads_case_texts = not hasattr(exp.params, "positive") and exp.name not in STEERING_CHECKS + IDENTITY_CHECKS
+                if getattr(exp.params, "on", None) is None and reads_case_texts:  # separates reads its own groups
                     check_corpus_use(exp.name, case.on, ("cases", i, "on"))
         has_texts = case.on is not None or case.text is not None or case.texts is not None
         if case.steer is not None:
@@ -76,6 +77,13 @@ def reference_problems(m: CaseFileModel, source: Source) -> list[str]:
             on = getattr(p, "on", None)
             check_groups(on, (*loc, "on"))
             check_corpus_use(name, on, (*loc, "on"))
+            reads = on if on is not None else case.on
+            if getattr(p, "token", None) is not None and any(m.corpus(g) is not None for g in reads or ()):
+                bad(
+                    (*loc, "token"),
+                    f"token: needs lists of texts: over a corpus, {name} compares the feature's largest activation over "
+                    "all its tokens (drop token:, or give the check on: a list of texts)",
+                )
             if on is None and not has_texts:
                 bad(loc, f"{name} needs texts: give the case on:, text: or texts:, or the check its own on:")
     for name, fdef in m.features.items():
