@@ -102,8 +102,11 @@ def tolerance_for(params: schema.Check, options: Options) -> Tolerance | None:
     """How a check is compared with its baseline, or None when this run does not compare it.
 
     A check's own `baseline:` wins, then --interp-tolerance (absolute, for values that are not exact), then
-    the default of its kind. Without --interp-compare only checks with their own `baseline:` compare.
+    the default of its kind. Without --interp-compare only checks with their own `baseline:` compare; an
+    --interp-update run compares nothing: it records the values that later runs compare with.
     """
+    if options.update:
+        return None
     default = DEFAULT_TOLERANCE[params.check]
     spec = params.baseline
     if spec is not None:

@@ -56,6 +56,24 @@ def test_an_id_with_brackets_and_colons_survives_updates_and_can_be_selected(pyt
     selected.assert_outcomes(passed=1)
 
 
+def test_an_update_records_checks_with_their_own_baseline_and_compares_nothing(pytester: pytest.Pytester) -> None:
+    """The first `--interp-update` of a file whose checks carry `baseline:` is green (it records them); a
+    later plain run compares with what it recorded; an update after the values moved records them again."""
+    path = case_file(pytester, "own", TWO_CASES.replace("l0: {min: 0}", "l0: {min: 0, baseline: {abs: 0.001}}"))
+    pytester.runpytest("--interp-update").assert_outcomes(passed=2)
+    recorded = json.loads((pytester.path / "cases" / "own.yaml.baseline.json").read_text())
+    pytester.runpytest().assert_outcomes(passed=2)  # compares l0 with the recorded value: the same
+    data = json.loads((pytester.path / "cases" / "own.yaml.baseline.json").read_text())
+    data["cases"]["odd [id] with::colons"][REFERENCE]["checks"]["expect[0].l0"] = 1.0  # the reference moved
+    (pytester.path / "cases" / "own.yaml.baseline.json").write_text(json.dumps(data))
+    moved = pytester.runpytest()
+    moved.assert_outcomes(passed=1, failed=1)
+    assert "l0.baseline" in moved.stdout.str()
+    pytester.runpytest("--interp-update").assert_outcomes(passed=2)  # an update records, it does not compare
+    assert json.loads((pytester.path / "cases" / "own.yaml.baseline.json").read_text()) == recorded
+    assert path.is_file()
+
+
 def test_two_checks_of_one_kind_get_unique_junit_names(pytester: pytest.Pytester) -> None:
     case_file(pytester, "suite", TWO_CASES)
     xml = pytester.path / "j.xml"
