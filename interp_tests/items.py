@@ -56,10 +56,7 @@ class CaseFile(pytest.File):
                 plan = CasePlan(spec, i, key, self.path, ref.label)
                 name = item_name(case.id if len(saes) == 1 else f"{case.id}[{ref.label}]")
                 item = CaseItem.from_parent(self, name=name, plan=plan)
-                item.add_marker(pytest.mark.interp)
-                if self.config.pluginmanager.hasplugin("xdist"):
-                    # with --dist loadgroup, the cases of one model run on one worker (scheduling.py)
-                    item.add_marker(pytest.mark.xdist_group(name=f"interp-{key.model}"))
+                item.add_marker(pytest.mark.interp)  # with --dist loadgroup, scheduling.py groups the cases by model
                 yield item
 
 

@@ -1,11 +1,11 @@
 """`pytest -n N --dist loadgroup`: the cases of one model run on one worker, which loads the model once.
 
-The plugin marks every case `xdist_group("interp-<model>")`. pytest-xdist 3.8 hands that group to its
-scheduler by appending `@<group>` to the node id, which pytest 9.2's structured node ids no longer take
-(pytest-xdist issue #1386): the group is silently lost and the cases are spread test by test, so every
-worker loads every model. This scheduler is xdist's own `loadgroup` where the suffix arrives, and reads the
-group from the case file a node id names where it does not. Loaded by the plugin's
-`pytest_xdist_make_scheduler` on xdist's controller only.
+pytest-xdist's `loadgroup` groups tests by their `xdist_group` mark, which it hands to its scheduler by
+appending `@<group>` to the node id; pytest 9.2's structured node ids no longer take that suffix
+(pytest-xdist issue #1386), so the groups are silently lost. Case items carry no such mark (it would also
+make `-k group` select every case): this scheduler groups a case by the model its case file names, and
+keeps xdist's own rule for every other test. Loaded by the plugin's `pytest_xdist_make_scheduler` on
+xdist's controller only.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ CASE_SUFFIXES = (".yaml", ".yml")
 
 
 def model_group(path: Path) -> str | None:
-    """The xdist group of a case file's cases (`interp-<model>`, as items.py marks them), None if unreadable."""
+    """The group of a case file's cases (`interp-<model>`), None if the file is unreadable."""
     try:
         return f"interp-{load_case_file(path).model.target.model}"
     except (InterpTestsError, OSError):
@@ -30,7 +30,7 @@ def model_group(path: Path) -> str | None:
 
 
 class CaseModelScheduling(LoadGroupScheduling):
-    """xdist's `loadgroup`, with the group of a case read from its case file when the node id lacks it."""
+    """xdist's `loadgroup`, a case grouped by the model its case file names."""
 
     def __init__(self, config: Any, log: Any = None) -> None:
         super().__init__(config, log)
@@ -40,7 +40,7 @@ class CaseModelScheduling(LoadGroupScheduling):
     def _split_scope(self, nodeid: str) -> str:
         scope = str(super()._split_scope(nodeid))
         if scope != nodeid:
-            return scope  # xdist's own `@group` suffix arrived
+            return scope  # a test of the user's own with an `xdist_group` mark, where the suffix arrives
         path, sep, _ = nodeid.partition("::")
         if not sep or not path.endswith(CASE_SUFFIXES):
             return scope

@@ -71,3 +71,12 @@ def test_collect_only_imports_no_torch_transformer_lens_or_sae_lens(pytester: py
     result.stdout.fnmatch_lines(["HEAVY-MODULES: []", "*1 test collected*"])
     help_result = pytester.runpytest_subprocess("--help")
     help_result.stdout.fnmatch_lines(["*interp-tests*", "*--interp-device*"])
+
+
+def test_k_selects_cases_by_their_id_only(pytester: pytest.Pytester) -> None:
+    """A case's keywords are its id and its file's, not marks the plugin adds (`-k group` once selected every
+    case through an `xdist_group` mark)."""
+    case_file(pytester, "k", 'texts:\n  a: ["def f(x):"]\ncases:\n  - id: x1\n    on: a\n    expect: [{l0: {min: 0}}]\n  - id: group-case\n    on: a\n    expect: [{l0: {min: 0}}]\n')
+    for expr, selected in (("group", 1), ("x1", 1), ("xdist", 0)):
+        result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", "-k", expr)
+        assert sum("k.yaml::" in line for line in result.stdout.lines) == selected, (expr, result.stdout.str())
