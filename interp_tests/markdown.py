@@ -16,6 +16,15 @@ def _cell(value: Value) -> str:
     return text.replace("|", "\\|").replace("\n", "\\n")
 
 
+def _code(text: str) -> str:
+    """A code span in a table cell: GitHub's tables split cells at any `|` not written `\\|`, in code too."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ").replace("|", "\\|") + "`"
+
+
+def _text(text: str) -> str:
+    return str(text).replace("\n", " ").replace("|", "\\|")
+
+
 def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], session_lines: Sequence[str]) -> str:
     """`results` are CaseResult JSON (runner.result_to_json)."""
     failed = [r for r in results if not all(v["ok"] for v in [*r["verdicts"], *r.get("drift", ())])]
@@ -31,8 +40,8 @@ def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow]
         for r in failed:
             for v in [*r["verdicts"], *r.get("drift", ())]:
                 if not v["ok"]:
-                    observed = "could not be evaluated: " + v["error"] if v.get("error") else _cell(v["observed"])
-                    lines.append(f"| `{r['case_id']}` | `{r['sae']}` | {v['check']} | `{v['where']}` | {observed.replace('|', '/')} | {v['expected'].replace('|', '/')} |")
+                    observed = _text("could not be evaluated: " + v["error"]) if v.get("error") else _cell(v["observed"])
+                    lines.append(f"| {_code(r['case_id'])} | {_code(r['sae'])} | {_text(v['check'])} | {_code(v['where'])} | {observed} | {_text(v['expected'])} |")
     if drift:
         bad = sum(not d.ok for d in drift)
         lines += ["", f"### Drift from the reference baselines: {bad} of {len(drift)} out of tolerance", "",
@@ -41,7 +50,7 @@ def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow]
         for d in rows[:MAX_ROWS]:
             ref = "(none)" if d.note == "no baseline" else _cell(d.reference)
             delta = f"{d.delta:+.4f}" if d.delta is not None else "-"
-            lines.append(f"| {'❌' if not d.ok else '✅'} | `{d.where}` | {d.check} | {ref} | {_cell(d.observed)} | {delta} | {d.tolerance} |")
+            lines.append(f"| {'❌' if not d.ok else '✅'} | {_code(d.where)} | {_text(d.check)} | {ref} | {_cell(d.observed)} | {delta} | {_text(d.tolerance)} |")
         if len(rows) > MAX_ROWS:
             lines.append(f"\n{len(rows) - MAX_ROWS} more rows not shown.")
     return "\n".join(lines) + "\n"

@@ -150,3 +150,21 @@ def test_prefetch_loads_every_target_and_runs_no_case(pytester: pytest.Pytester,
     (cases / "index.yaml").write_text(INDEX_BOUND.replace("release: tiny-stdlib-res", "release: no-such-release"))
     failed = pytester.runpytest("cases/", "--interp-prefetch", "-p", "no:cacheprovider")
     assert failed.ret == 1 and "unknown SAE release 'no-such-release'" in failed.stdout.str() + failed.stderr.str()
+
+
+def test_markdown_cells_keep_a_pipe_inside_their_column() -> None:
+    """A case id, a location, a value or a tolerance with `|` must not split a table row into more columns."""
+    from interp_tests.baseline import DriftRow
+    from interp_tests.markdown import render_markdown
+
+    verdict = {"ok": False, "check": "l0", "where": "a|b.yaml:3", "observed": "x|y", "expected": "<= 1 | or so", "error": None}
+    drift = [DriftRow("a|b.yaml:3", "id|1", "l0", 1.0, 2.0, 1.0, "abs 0.1 | rel 0", False)]
+    text = render_markdown([{"case_id": "id|1", "sae": "s|ae", "verdicts": [verdict]}], drift, [])
+
+    def columns(line: str) -> int:
+        return len(re.split(r"(?<!\\)\|", line)) - 2  # cells between the outer pipes; `\|` stays in its cell
+
+    failed = [line for line in text.splitlines() if line.startswith("| `id\\|1`")]
+    drifted = [line for line in text.splitlines() if line.startswith("| ❌ | `a\\|b.yaml:3`")]
+    assert len(failed) == 1 and columns(failed[0]) == 6, text
+    assert len(drifted) == 1 and columns(drifted[0]) == 7 and "abs 0.1 \\| rel 0" in drifted[0], text
