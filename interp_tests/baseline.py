@@ -247,6 +247,22 @@ def failures_first(rows: list[DriftRow]) -> list[DriftRow]:
     return [r for r in rows if not r.ok] + [r for r in rows if r.ok]
 
 
+def as_reference(checks: Mapping[str, Value]) -> dict[str, Value]:
+    """A promoted candidate's values as it observes them once it is the reference: `matched` compares a
+    candidate with the reference, and the reference matches itself (1.0)."""
+    return {key: 1.0 if key.rsplit(".", 1)[-1] in schema.IDENTITY_CHECKS else value for key, value in checks.items()}
+
+
+def entry_for(by_label: Mapping[str, Entry], label: str, resolved: str) -> Entry | None:
+    """A case's entry for the SAE the case file names: under its label as written, or else an entry recorded
+    from that same SAE under another label (`resolved`: a local path made absolute). The second is what
+    `--interp-sae NEW --interp-update --interp-promote` leaves once the case file's `sae:` points at NEW: the
+    promoted values sit under the old reference's label, recorded from NEW."""
+    if label in by_label:
+        return by_label[label]
+    return next((e for e in by_label.values() if e.sae == resolved), None)
+
+
 @dataclass
 class Baselines:
     """The session's baselines: read once per file, compared per case, written once at the end."""
@@ -270,7 +286,7 @@ class Baselines:
         entry: Entry | None = None
         problem = ""
         try:
-            entry = self._file(path).entries.get(plan.case_id, {}).get(plan.reference_label)
+            entry = entry_for(self._file(path).entries.get(plan.case_id, {}), plan.reference_label, plan.target.reference_sae.label)
         except InterpTestsError as exc:
             problem = str(exc)
         candidate = result.candidate
@@ -351,7 +367,8 @@ class Baselines:
                 for label, rec in by_label.items():
                     if rec["candidate"] and not promote:
                         continue  # never recorded by accident: the session refuses --interp-update with a candidate
-                    entries.setdefault(case_id, {})[label] = Entry(rec["sae"], rec["checks"], rec["features"])
+                    checks = as_reference(rec["checks"]) if rec["candidate"] else rec["checks"]
+                    entries.setdefault(case_id, {})[label] = Entry(rec["sae"], checks, rec["features"])
                     n += len(rec["checks"])
             try:
                 write_atomic(path, case_file.name, without_stale(entries, expected))

@@ -4,6 +4,7 @@ candidates: an identical copy, a noisy copy, a permuted copy and a copy with the
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -111,8 +112,17 @@ def test_recording_never_lands_on_a_candidate_and_promotion_is_explicit(pytester
     assert "promoted the candidate's values in" in promoted.stdout.str()
     entry = json.loads(saved.read_text())["cases"]["def-by-index"]["tiny-stdlib-res/blocks.1.hook_resid_pre"]
     assert entry["sae"] == str(candidates["noisy"])
+    assert entry["checks"]["expect[2].matched"] == 1.0  # as the reference, it matches itself
     after = pytester.runpytest("cases/index.yaml", "--interp-sae", str(candidates["noisy"]), "--interp-compare", "-p", "no:cacheprovider")
-    after.stdout.fnmatch_lines(["*drift from the reference baselines: 0 of 3 compared values out of tolerance*"])
+    after.stdout.fnmatch_lines(["*drift from the reference baselines: 1 of 3 compared values out of tolerance*", "*FAIL*matched*1.0000*0.89*"])
+    # the documented last step: point the case file's sae: at the promoted SAE (here by a relative path)
+    case = cases / "index.yaml"
+    relative = os.path.relpath(candidates["noisy"], cases)
+    case.write_text(case.read_text().replace("sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}", f"sae: {{path: {relative}}}"))
+    assert relative in case.read_text()
+    pointed = pytester.runpytest("cases/index.yaml", "--interp-compare", "-p", "no:cacheprovider")
+    pointed.stdout.fnmatch_lines(["*drift from the reference baselines: 0 of 3 compared values out of tolerance*"])
+    assert pointed.ret == 0
 
 
 def test_compare_fails_on_a_missing_or_unreadable_baseline_and_names_the_command(pytester: pytest.Pytester) -> None:
