@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import schema
+from .echo import echo
 from .errors import CaseError
 from .verdict import short
 
@@ -60,7 +61,7 @@ class FeatureResolver:
         d_sae = engine.d_sae
         if not 0 <= index < d_sae:
             raise CaseError(
-                f"{self.case_file.where(*loc)}: feature index {index} is outside [0, {d_sae}) "
+                f"{self.case_file.where(*loc)}: feature index {echo(index)} is outside [0, {d_sae}) "
                 f"(d_sae of SAE {engine.label} is {d_sae})"
             )
         return index

@@ -34,7 +34,8 @@ from .errors import CaseFileError
 KeyPath = tuple[str | int, ...]
 
 MAX_DEPTH = 64  # levels of nested lists and mappings; a case file needs about 8
-MAX_INT_BITS = 14_000  # about 4,200 digits: below Python's limit for turning an int into text (4,300)
+MAX_INT_DIGITS = 4_000  # below Python's limit for turning an int into text (4,300 digits)
+_INT_LIMIT = 10**MAX_INT_DIGITS
 EXPANSION_PER_BYTE = 10  # expanded values and characters allowed per byte of the file ...
 EXPANSION_MIN = 10_000  # ... but at least this many ...
 EXPANSION_MAX = 1_000_000  # ... and at most this many (or 3 per byte: an alias-free file never needs more)
@@ -243,6 +244,9 @@ def _node_problem(node: Any, exc: BaseException) -> str:
     tag = _short_tag(str(node.tag))
     why = clip(f"{type(exc).__name__}: {exc}")
     if node.id == "scalar":
+        digits = sum(c.isdigit() for c in str(node.value))
+        if tag.endswith("int") and isinstance(exc, ValueError) and digits > MAX_INT_DIGITS:  # past Python's int-to-text limit
+            return f"an integer of {digits:,} digits is too large for a case file (at most {MAX_INT_DIGITS:,} digits)"
         return f"cannot read {echo(node.value)} as {tag} ({why}): remove the tag or fix the value"
     kind = "mapping" if node.id == "mapping" else "list"
     return f"cannot build this {kind} ({why}): check its tag, anchors (&), aliases (*) and merge keys (<<)"
@@ -334,7 +338,7 @@ class _Plain:
             self.spend(1, loc)
             return node, 1
         if isinstance(node, int):
-            if node.bit_length() > MAX_INT_BITS:  # `0xfff...`: Python could not even print it in a message
+            if abs(node) >= _INT_LIMIT:  # `0xfff...`: Python could not even print it in a message
                 raise _Unsupported(loc, _too_large(node))
             self.spend(1, loc)
             return int(node), 1
@@ -401,7 +405,7 @@ def _key(key: Any, loc: KeyPath, line: int | None) -> str:
     if isinstance(key, (str, bool, float)) or key is None:
         return str(key)
     if isinstance(key, int):
-        if key.bit_length() > MAX_INT_BITS:
+        if abs(key) >= _INT_LIMIT:
             raise _Unsupported(loc, _too_large(key), line)
         return str(int(key))
     if isinstance(key, (datetime.date, datetime.datetime)):
@@ -411,7 +415,7 @@ def _key(key: Any, loc: KeyPath, line: int | None) -> str:
 
 
 def _too_large(value: int) -> str:
-    return f"an integer of about {int(value.bit_length() * 0.30103):,} digits is too large for a case file (at most {MAX_INT_BITS:,} bits)"
+    return f"an integer of about {int(value.bit_length() * 0.30103):,} digits is too large for a case file (at most {MAX_INT_DIGITS:,} digits)"
 
 
 def _unsupported(loc: KeyPath, node: Any, tag: str | None, line: int | None = None) -> NoReturn:
