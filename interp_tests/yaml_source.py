@@ -245,7 +245,7 @@ def _node_problem(node: Any, exc: BaseException) -> str:
     why = clip(f"{type(exc).__name__}: {exc}")
     if node.id == "scalar":
         digits = sum(c.isdigit() for c in str(node.value))
-        if tag.endswith("int") and isinstance(exc, ValueError) and digits > MAX_INT_DIGITS:  # past Python's int-to-text limit
+        if (tag or "").endswith("int") and isinstance(exc, ValueError) and digits > MAX_INT_DIGITS:  # past Python's int-to-text limit
             return f"an integer of {digits:,} digits is too large for a case file (at most {MAX_INT_DIGITS:,} digits)"
         return f"cannot read {echo(node.value)} as {tag} ({why}): remove the tag or fix the value"
     kind = "mapping" if node.id == "mapping" else "list"
