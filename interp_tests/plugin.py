@@ -199,16 +199,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # an xdist worker: the controller owns the baseline files
     state = session.config.stash[STATE]
     complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
-    failed_write = state.run.finish(complete, state.options.update and bool(state.options.overrides))
+    failed = state.run.finish(complete, state.options.update and bool(state.options.overrides))
+    failed |= state.run.unused_overrides(state.options.overrides)
     markdown = session.config.getoption("interp_md")
     if markdown:
-        failed_write |= state.run.write_markdown(session.config.invocation_params.dir / markdown, state.summary())
+        failed |= state.run.write_markdown(session.config.invocation_params.dir / markdown, state.summary())
     report = session.config.getoption("interp_html")
     if report:
-        failed_write |= state.run.write_html(session.config.invocation_params.dir / report, state.summary())
+        failed |= state.run.write_html(session.config.invocation_params.dir / report, state.summary())
     if session.config.getoption("interp_prefetch") and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK  # nothing was meant to run
-    if failed_write and session.exitstatus == pytest.ExitCode.OK:
+    if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a file that could not be written fails the run
 
 

@@ -3,11 +3,13 @@ and the lines of the terminal summary. Mutable session state, no pytest here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .baseline import Baselines, DriftRow, failures_first
+from .options import Override
 from .verdict import Value, fmt, short
 
 MAX_LISTED = 20  # lines of a warning list before it says how many more
@@ -30,6 +32,20 @@ class RunSummary:
         """Write baselines (after a complete run only); True when one could not be written."""
         self.finished = self.baselines.finish(complete, promote)
         return self.baselines.failed_writes > 0
+
+    def unused_overrides(self, overrides: Sequence[Override]) -> bool:
+        """True (and a line that says so) for each `--interp-sae HOOK=SPEC` that replaced no SAE in a run that
+        ran cases: a mistyped hook must not gate a candidate green by running only the references."""
+        ran = {r.get("sae") for r in self.results}
+        unused = [o for o in overrides if o.hook is not None and o.sae.label not in ran]
+        if not self.results:
+            return False
+        for o in unused:
+            self.finished.append(
+                f"interp-tests: --interp-sae {o.hook}={o.sae.label} replaced no SAE: no selected case reads hook {o.hook!r}, "
+                f"so only references ran (check the hook name; the SAEs that ran: {', '.join(sorted(str(x) for x in ran))})"
+            )
+        return bool(unused)
 
     def write_markdown(self, path: Path, session_lines: list[str]) -> bool:
         """Write the Markdown summary; True when it could not be written (the reason joins the summary)."""
@@ -59,7 +75,7 @@ class RunSummary:
 
     def lines(self) -> list[tuple[str, str]]:
         """(text, colour) lines for the end of the terminal report."""
-        out: list[tuple[str, str]] = [(line, "red" if "cannot" in line or "NOT" in line else "") for line in self.finished]
+        out: list[tuple[str, str]] = [(line, "red" if "cannot" in line or "NOT" in line or "replaced no SAE" in line else "") for line in self.finished]
         out.extend(drift_table(self.baselines.drift))
         if self.index_bound:
             out.append((f"interp-tests: {len(self.index_bound)} notes on candidate SAEs (features follow the matching to the reference; plain indices without a matching are index-bound):", "yellow"))

@@ -178,3 +178,15 @@ def test_markdown_cells_keep_a_pipe_inside_their_column() -> None:
     drifted = [line for line in text.splitlines() if line.startswith("| ❌ | `a\\|b.yaml:3`")]
     assert len(failed) == 1 and columns(failed[0]) == 6, text
     assert len(drifted) == 1 and columns(drifted[0]) == 7 and "abs 0.1 \\| rel 0" in drifted[0], text
+
+
+def test_a_hook_override_that_replaces_no_sae_fails_the_run(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:
+    """`--interp-sae HOOK=SPEC` with a hook no case reads would run only the references: a gate must not go
+    green on that."""
+    cases = recorded_repo(pytester)
+    typo = pytester.runpytest("cases/index.yaml", "--interp-sae", f"blocks.0.hook_resid_pre={candidates['identical']}", "--interp-compare", "-p", "no:cacheprovider")
+    assert typo.ret == pytest.ExitCode.TESTS_FAILED
+    typo.stdout.fnmatch_lines([f"*--interp-sae blocks.0.hook_resid_pre={candidates['identical']} replaced no SAE: no selected case reads hook 'blocks.0.hook_resid_pre'*"])
+    right = pytester.runpytest("cases/index.yaml", "--interp-sae", f"blocks.1.hook_resid_pre={candidates['identical']}", "--interp-compare", "-p", "no:cacheprovider")
+    assert right.ret == pytest.ExitCode.OK and "replaced no SAE" not in right.stdout.str()
+    assert cases.is_dir()
