@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     Tag,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -408,6 +409,15 @@ class Target(Frozen):
         if isinstance(data, dict) and isinstance(data.get("saes"), list):
             data = {**data, "saes": tuple(data["saes"])}
         return data
+
+    @field_validator("saes")
+    @classmethod
+    def _each_sae_once(cls, saes: tuple[SaeRef, ...] | None) -> tuple[SaeRef, ...] | None:
+        labels = [s.label for s in saes or ()]
+        twice = next((label for i, label in enumerate(labels) if label in labels[:i]), None)
+        if twice is not None:
+            raise ValueError(f"lists {twice!r} twice: name each SAE once (every case runs once per SAE)")
+        return saes
 
     @model_validator(mode="after")
     def _one_sae_form(self) -> Target:

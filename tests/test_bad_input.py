@@ -44,6 +44,7 @@ MALFORMED = [
     ("nan-bound", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - l0: {min: .nan}\n", 8, "cases[0].expect[0].l0: min is NaN"),
     ("tab-indent", "target:\n\tmodel: x\n", 2, "<file>: invalid YAML: found character '\\t'"),
     ("check-without-value", BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect:\n      - l0:\n", 8, "cases[0].expect[0].l0: expected a mapping of registry, tolerance, min, max, on, baseline (got None)"),
+    ("same-sae-twice", "target:\n  model: m\n  saes: [{path: a}, {path: b}, {path: a}]\ncases:\n  - {id: a, text: x, expect: [{l0: {max: 1}}]}\n", 3, "target.saes: lists 'a' twice: name each SAE once"),
     ("two-text-sources", BUNDLED_TARGET + "texts: {g: [x]}\ncases:\n  - id: a\n    on: g\n    text: x\n    expect: [{l0: {max: 1}}]\n", 6, "give at most one of on, text, texts"),
 ]
 
