@@ -119,6 +119,9 @@ def named_args(config: pytest.Config) -> list[str]:
     return [str(a) for a in config.args]
 
 
+COLLECTED = pytest.StashKey[set[Path]]()  # every case file collected, valid or not, whatever -k selects
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
     from .discovery import is_case_file
 
@@ -126,6 +129,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
     dirs = [(config.rootpath / d).resolve() for d in config.getini("interp_cases")]
     if not is_case_file(file_path, config.invocation_params.dir, named_args(config), dirs):
         return None
+    config.stash.setdefault(COLLECTED, set()).add(file_path)
     if file_path.resolve().is_relative_to(config.rootpath.resolve()):
         return CaseFile.from_parent(parent, path=file_path)
     # outside the rootdir pytest would name it by nothing ("::case"): name it as the user typed it
@@ -152,7 +156,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_collection_finish(session: pytest.Session) -> None:
     from .discovery import empty_directories
 
-    for line in empty_directories(session.config.invocation_params.dir, named_args(session.config), [i.path for i in session.items if isinstance(i, CaseItem)]):
+    collected = session.config.stash.get(COLLECTED, set())
+    for line in empty_directories(session.config.invocation_params.dir, named_args(session.config), collected):
         session.config.issue_config_time_warning(pytest.PytestConfigWarning(line), stacklevel=2)
 
 

@@ -30,6 +30,17 @@ def test_a_named_directory_without_case_files_says_why(pytester: pytest.Pytester
     assert "none of the 1 YAML files under" in result.stdout.str() and "top-level target: and cases: keys" in result.stdout.str()
 
 
+def test_a_directory_of_broken_or_deselected_case_files_does_not_say_it_has_none(pytester: pytest.Pytester) -> None:
+    claims = pytester.path / "claims"
+    claims.mkdir()
+    (claims / "broken.yaml").write_text(BUNDLED_TARGET + "cases: [\n")  # invalid YAML, but a case file
+    (claims / "ok.yaml").write_text(FAILING)
+    broken = pytester.runpytest("claims/broken.yaml", "claims/", "-p", "no:cacheprovider")
+    assert "invalid YAML" in broken.stdout.str() and "none of the" not in broken.stdout.str()
+    deselected = pytester.runpytest("claims/", "-k", "no-such-case", "-p", "no:cacheprovider")
+    assert "none of the" not in deselected.stdout.str()
+
+
 def test_a_file_outside_the_rootdir_is_named_in_its_failure_line(pytester: pytest.Pytester) -> None:
     (pytester.path / "proj" / "cases").mkdir(parents=True)
     (pytester.path / "proj" / "cases" / "a.yaml").write_text(FAILING)
