@@ -136,6 +136,11 @@ def test_zz_slow():
 """
 
 
+# `python -m pytest ARGS`, with SIGINT raising KeyboardInterrupt even when this test runs in a background job
+# (a non-interactive shell starts those with SIGINT ignored, and Python then installs no handler for it).
+PYTEST_WITH_SIGINT = "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv[0] = 'pytest'; runpy.run_module('pytest', run_name='__main__')"
+
+
 @pytest.mark.slow
 def test_an_interrupted_update_leaves_the_baseline_byte_identical(pytester: pytest.Pytester) -> None:
     """SIGINT (pytest's KeyboardInterrupt path) and SIGKILL (no cleanup at all), each in its own copy of the
@@ -153,7 +158,7 @@ def test_an_interrupted_update_leaves_the_baseline_byte_identical(pytester: pyte
         path.write_text(path.read_text().replace("cosine: {min: -1}", "cosine: {min: -1}\n      - mse: {max: 1000}"))  # values to record
         (repo / "test_zz.py").write_text(SLOW_TEST)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "cases/suite.yaml", "test_zz.py", "--interp-update", "-p", "no:cacheprovider"],
+            [sys.executable, "-c", PYTEST_WITH_SIGINT, "cases/suite.yaml", "test_zz.py", "--interp-update", "-p", "no:cacheprovider"],
             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         runs[name] = (repo, saved, before, proc, sig)
