@@ -12,6 +12,14 @@ from collections import Counter
 from .runner import CaseResult
 from .verdict import Value
 
+COUNTS = frozenset({"candidate_index", "corpus_tokens"})  # extras that are whole numbers: written as such
+
+
+def _extra(key: str, value: Value) -> Value | str:
+    if key in COUNTS and isinstance(value, float) and value.is_integer():
+        return str(int(value))  # `692`, not `692.0`
+    return value
+
 
 def junit_properties(result: CaseResult) -> list[tuple[str, Value | str]]:
     counts = Counter(v.check for v in result.verdicts)
@@ -19,6 +27,6 @@ def junit_properties(result: CaseResult) -> list[tuple[str, Value | str]]:
     for j, v in enumerate(result.verdicts):
         name = v.check if counts[v.check] == 1 else f"{v.check}[{j}]"
         out.append((f"{name}.observed", v.observed if v.observed is not None else "none"))
-        out.extend((f"{name}.{k}", value) for k, value in v.extra)
+        out.extend((f"{name}.{k}", _extra(k, value)) for k, value in v.extra)
     out.extend((f"interp.{k}", value) for k, value in sorted(result.matching.items()))
     return out

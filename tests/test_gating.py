@@ -190,3 +190,14 @@ def test_a_hook_override_that_replaces_no_sae_fails_the_run(pytester: pytest.Pyt
     right = pytester.runpytest("cases/index.yaml", "--interp-sae", f"blocks.1.hook_resid_pre={candidates['identical']}", "--interp-compare", "-p", "no:cacheprovider")
     assert right.ret == pytest.ExitCode.OK and "replaced no SAE" not in right.stdout.str()
     assert cases.is_dir()
+
+
+def test_junit_writes_a_matched_candidate_index_as_a_whole_number(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:
+    import xml.etree.ElementTree as ET
+
+    recorded_repo(pytester)
+    xml = pytester.path / "j.xml"
+    pytester.runpytest("cases/index.yaml", "--interp-sae", str(candidates["permuted"]), f"--junitxml={xml}", "-p", "no:cacheprovider")
+    props = {p.get("name"): p.get("value") for p in ET.parse(xml).iter("property")}
+    assert props["matched.candidate_index"].isdigit(), props  # `692`, not `692.0`
+    assert float(props["matched.encoder_cos"]) > 0.5
