@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,14 +254,32 @@ def as_reference(checks: Mapping[str, Value]) -> dict[str, Value]:
     return {key: 1.0 if key.rsplit(".", 1)[-1] in schema.IDENTITY_CHECKS else value for key, value in checks.items()}
 
 
-def entry_for(by_label: Mapping[str, Entry], label: str, resolved: str) -> Entry | None:
-    """A case's entry for the SAE the case file names: under its label as written, or else an entry recorded
-    from that same SAE under another label (`resolved`: a local path made absolute). The second is what
-    `--interp-sae NEW --interp-update --interp-promote` leaves once the case file's `sae:` points at NEW: the
-    promoted values sit under the old reference's label, recorded from NEW."""
+def entry_for(by_label: Mapping[str, Entry], label: str, resolved: str, case_dir: Path) -> Entry | None:
+    """A case's entry for the SAE the case file names: under its label as written, or else the one entry
+    recorded from that same SAE under another label (`resolved`: a local path made absolute; a promoted
+    local SAE is recorded relative to the case file's directory, `case_dir`, so the repository can move).
+    The second is what `--interp-sae NEW --interp-update --interp-promote` leaves once the case file's `sae:`
+    points at NEW: the promoted values sit under the old reference's label. Two such entries: none is taken."""
     if label in by_label:
         return by_label[label]
-    return next((e for e in by_label.values() if e.sae == resolved), None)
+    found = [e for e in by_label.values() if e.sae == resolved or _same_path(e.sae, resolved, case_dir)]
+    return found[0] if len(found) == 1 else None
+
+
+def _same_path(recorded: str, resolved: str, case_dir: Path) -> bool:
+    if not recorded.startswith("."):  # a promoted local SAE is recorded as ./x or ../x
+        return False
+    return (case_dir / recorded).resolve() == Path(resolved)
+
+
+def recorded_sae(label: str, candidate: bool, case_dir: Path) -> str:
+    """What an entry records as its SAE: the label, but a promoted candidate's local path relative to the
+    case file's directory (`../new-sae`), which stays true when the repository is checked out elsewhere."""
+    path = Path(label)
+    if not candidate or not path.is_absolute():
+        return label
+    relative = os.path.relpath(path, case_dir)
+    return relative if relative.startswith(".") else f"./{relative}"
 
 
 @dataclass
@@ -286,7 +305,7 @@ class Baselines:
         entry: Entry | None = None
         problem = ""
         try:
-            entry = entry_for(self._file(path).entries.get(plan.case_id, {}), plan.reference_label, plan.target.reference_sae.label)
+            entry = entry_for(self._file(path).entries.get(plan.case_id, {}), plan.reference_label, plan.target.reference_sae.label, plan.source.parent)
         except InterpTestsError as exc:
             problem = str(exc)
         candidate = result.candidate
@@ -368,7 +387,7 @@ class Baselines:
                     if rec["candidate"] and not promote:
                         continue  # never recorded by accident: the session refuses --interp-update with a candidate
                     checks = as_reference(rec["checks"]) if rec["candidate"] else rec["checks"]
-                    entries.setdefault(case_id, {})[label] = Entry(rec["sae"], checks, rec["features"])
+                    entries.setdefault(case_id, {})[label] = Entry(recorded_sae(rec["sae"], rec["candidate"], case_file.parent), checks, rec["features"])
                     n += len(rec["checks"])
             try:
                 write_atomic(path, case_file.name, without_stale(entries, expected))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import math
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -157,13 +158,24 @@ def _byte_level_alphabet() -> dict[str, int]:
 BYTE_LEVEL = _byte_level_alphabet()
 
 
+SENTENCEPIECE_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
 def token_bytes(decoded: str, raw: str | None) -> bytes | None:
     """The bytes of a token that decodes, alone, to U+FFFD: part of a multi-byte character, which only the
-    bytes tell apart ('\\xe2\\x98' and '\\x95' of '☕'). Read from its byte-level form (`raw`, the tokenizer's
-    own string for it); None for a token that decodes to text, or whose form is not byte-level."""
-    if "\ufffd" not in decoded or raw is None or not raw or any(c not in BYTE_LEVEL for c in raw):
+    bytes tell apart ('\\xe2\\x98' and '\\x95' of '☕'). Read from the tokenizer's own string for it (`raw`):
+    GPT-2's byte-level form, or SentencePiece's byte fallback `<0xE2>`; kept only when those bytes decode
+    (with replacement) to what the token decodes to. None for a token that decodes to text, or any other form."""
+    if "\ufffd" not in decoded or not raw:
         return None
-    return bytes(BYTE_LEVEL[c] for c in raw)
+    piece = SENTENCEPIECE_BYTE.fullmatch(raw)
+    if piece is not None:
+        got = bytes([int(piece.group(1), 16)])
+    elif all(c in BYTE_LEVEL for c in raw):
+        got = bytes(BYTE_LEVEL[c] for c in raw)
+    else:
+        return None
+    return got if got.decode("utf-8", errors="replace") == decoded else None
 
 
 @dataclass(frozen=True)

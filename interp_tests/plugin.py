@@ -204,8 +204,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # an xdist worker: the controller owns the baseline files
     state = session.config.stash[STATE]
     complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
-    failed = state.run.finish(complete, state.options.update and bool(state.options.overrides))
-    failed |= state.run.unused_overrides(state.options.overrides)
+    unused = state.run.unused_overrides(state.options.overrides)  # first: a promotion that replaced nothing writes nothing
+    failed = state.run.finish(complete and not unused, state.options.update and bool(state.options.overrides))
+    failed |= unused
     markdown = session.config.getoption("interp_md")
     if markdown:
         failed |= state.run.write_markdown(session.config.invocation_params.dir / markdown, state.summary())

@@ -78,7 +78,7 @@ def reference_problems(m: CaseFileModel, source: Source) -> list[str]:
             check_groups(on, (*loc, "on"))
             check_corpus_use(name, on, (*loc, "on"))
             reads = on if on is not None else case.on
-            if getattr(p, "token", None) is not None and any(m.corpus(g) is not None for g in reads or ()):
+            if name in ("fires", "silent") and getattr(p, "token", None) is not None and any(m.corpus(g) is not None for g in reads or ()):
                 bad(
                     (*loc, "token"),
                     f"token: needs lists of texts: over a corpus, {name} compares the feature's largest activation over "

@@ -22,7 +22,9 @@ CASE_SUFFIXES = (".yaml", ".yml")
 
 
 def model_group(path: Path) -> str | None:
-    """The group of a case file's cases (`interp-<model>`), None if the file is unreadable."""
+    """The group of a case file's cases (`interp-<model>`), None if the file is missing or unreadable."""
+    if not path.is_file():
+        return None
     try:
         return f"interp-{load_case_file(path).model.target.model}"
     except (InterpTestsError, OSError):
@@ -34,16 +36,14 @@ class CaseModelScheduling(LoadGroupScheduling):
 
     def __init__(self, config: Any, log: Any = None) -> None:
         super().__init__(config, log)
-        self.rootpath = Path(config.rootpath)
+        self.bases = (Path(config.rootpath), Path(config.invocation_params.dir))  # a file outside the rootdir is named from where pytest ran
         self.groups: dict[str, str | None] = {}  # case file (as the node id names it) -> its group
 
     def _split_scope(self, nodeid: str) -> str:
-        scope = str(super()._split_scope(nodeid))
-        if scope != nodeid:
-            return scope  # a test of the user's own with an `xdist_group` mark, where the suffix arrives
         path, sep, _ = nodeid.partition("::")
-        if not sep or not path.endswith(CASE_SUFFIXES):
-            return scope
-        if path not in self.groups:
-            self.groups[path] = model_group(self.rootpath / path)
-        return self.groups[path] or scope
+        if sep and path.endswith(CASE_SUFFIXES):  # before xdist's rule: a case id may hold an `@`
+            if path not in self.groups:
+                self.groups[path] = next((g for g in (model_group(base / path) for base in self.bases) if g), None)
+            if self.groups[path]:
+                return str(self.groups[path])
+        return str(super()._split_scope(nodeid))

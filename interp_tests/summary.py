@@ -30,7 +30,7 @@ class RunSummary:
 
     def finish(self, complete: bool, promote: bool) -> bool:
         """Write baselines (after a complete run only); True when one could not be written."""
-        self.finished = self.baselines.finish(complete, promote)
+        self.finished.extend(self.baselines.finish(complete, promote))
         return self.baselines.failed_writes > 0
 
     def unused_overrides(self, overrides: Sequence[Override]) -> bool:
@@ -42,8 +42,8 @@ class RunSummary:
             return False
         for o in unused:
             self.finished.append(
-                f"interp-tests: --interp-sae {o.hook}={o.sae.label} replaced no SAE: no selected case reads hook {o.hook!r}, "
-                f"so only references ran (check the hook name; the SAEs that ran: {', '.join(sorted(str(x) for x in ran))})"
+                f"interp-tests: --interp-sae {o.hook}={o.sae.label} replaced no SAE: no selected case that ran reads hook "
+                f"{o.hook!r} (check the hook name, or the errors of its cases; the SAEs that ran: {', '.join(sorted(str(x) for x in ran))})"
             )
         return bool(unused)
 

@@ -174,3 +174,18 @@ def test_an_interrupted_update_leaves_the_baseline_byte_identical(pytester: pyte
         if sig == signal.SIGINT:
             assert "NOT updated: the run did not complete" in out, out
         assert [p.name for p in saved.parent.iterdir() if p.name.endswith(".tmp")] == [], name
+
+
+def test_an_entry_is_found_by_the_sae_it_was_recorded_from_only_when_one_matches(tmp_path: Path) -> None:
+    from interp_tests.baseline import Entry, entry_for, recorded_sae
+
+    new = tmp_path / "new-sae"
+    case_dir = tmp_path / "cases"
+    assert recorded_sae(str(new), True, case_dir) == "../new-sae" and recorded_sae(str(new), False, case_dir) == str(new)
+    assert recorded_sae("release/id", True, case_dir) == "release/id"
+    one = Entry("../new-sae", {"expect[0].l0": 1.0}, {})
+    other = Entry("release/id", {"expect[0].l0": 2.0}, {})
+    assert entry_for({"old": one, "x": other}, "../new-sae", str(new), case_dir) is one  # by the SAE it came from
+    assert entry_for({"old": one, "x": other}, "x", str(new), case_dir) is other  # its own label first
+    assert entry_for({"a": one, "b": Entry("../new-sae", {}, {})}, "n", str(new), case_dir) is None  # two: neither
+    assert entry_for({"old": one}, "n", str(tmp_path / "elsewhere"), case_dir) is None

@@ -378,4 +378,5 @@ def test_inspect_shows_a_token_that_is_part_of_a_character_by_its_bytes(capsys: 
     assert parts and all(t["token"] == "\ufffd" for t in parts)
     assert b"".join(bytes.fromhex(t["bytes"]) if t["bytes"] else t["token"].encode() for t in tokens) == text.encode()
     assert token_bytes("def", "def") is None and token_bytes("\ufffd", "\u4e00") is None  # text, or not byte-level
-    assert token_bytes("\ufffd", "Ã") == b"\xc3" and token_bytes("\ufffd", "Ġ") == b" "
+    assert token_bytes("\ufffd", "Ã") == b"\xc3" and token_bytes("\ufffd", "<0xE2>") == b"\xe2"  # byte-level, SentencePiece
+    assert token_bytes("\ufffd", "Ġ") is None and token_bytes("\ufffd", "<0x41>") is None  # ' ' and 'A' are text: not what the token decodes to

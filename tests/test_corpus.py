@@ -184,6 +184,10 @@ def test_token_over_a_corpus_is_an_error_and_separates_reads_its_own_groups_in_a
     path.write_text(BUNDLED_TARGET + groups + "cases:\n  - id: a\n    on: c\n    expect:\n"
                     "      - l0: {max: 100}\n      - separates: {feature: 1, positive: a, negative: b, min_auroc: 0.5}\n")
     assert [c.id for c in load_case_file(path).model.cases] == ["a"]
+    path.write_text(BUNDLED_TARGET + groups + "cases:\n  - id: a\n    on: c\n    expect:\n      - top_k: {feature: 1, token: x, k: 3}\n")
+    with pytest.raises(CaseFileError) as err:
+        load_case_file(path)
+    assert "top_k reads texts one by one" in str(err.value) and "token: needs" not in str(err.value), str(err.value)  # top_k needs its token
 
 
 def test_an_unreadable_corpus_fails_its_checks_with_the_reason(pytester: pytest.Pytester) -> None:

@@ -111,7 +111,7 @@ def test_recording_never_lands_on_a_candidate_and_promotion_is_explicit(pytester
     promoted = pytester.runpytest("cases/index.yaml", "--interp-sae", str(candidates["noisy"]), "--interp-update", "--interp-promote", "-p", "no:cacheprovider")
     assert "promoted the candidate's values in" in promoted.stdout.str()
     entry = json.loads(saved.read_text())["cases"]["def-by-index"]["tiny-stdlib-res/blocks.1.hook_resid_pre"]
-    assert entry["sae"] == str(candidates["noisy"])
+    assert entry["sae"] == os.path.relpath(candidates["noisy"], cases)  # a local SAE: relative to the case file
     assert entry["checks"]["expect[2].matched"] == 1.0  # as the reference, it matches itself
     after = pytester.runpytest("cases/index.yaml", "--interp-sae", str(candidates["noisy"]), "--interp-compare", "-p", "no:cacheprovider")
     after.stdout.fnmatch_lines(["*drift from the reference baselines: 1 of 3 compared values out of tolerance*", "*FAIL*matched*1.0000*0.89*"])
@@ -123,6 +123,24 @@ def test_recording_never_lands_on_a_candidate_and_promotion_is_explicit(pytester
     pointed = pytester.runpytest("cases/index.yaml", "--interp-compare", "-p", "no:cacheprovider")
     pointed.stdout.fnmatch_lines(["*drift from the reference baselines: 0 of 3 compared values out of tolerance*"])
     assert pointed.ret == 0
+
+
+def test_a_promoted_local_sae_is_found_after_the_repository_moves(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:
+    cases = recorded_repo(pytester)
+    shutil.copytree(candidates["identical"], pytester.path / "new-sae")
+    promoted = pytester.runpytest("cases/index.yaml", "--interp-sae", "new-sae", "--interp-update", "--interp-promote", "-p", "no:cacheprovider")
+    assert promoted.ret == 0, promoted.stdout.str()
+    entry = json.loads((cases / "index.yaml.baseline.json").read_text())["cases"]["def-by-index"]["tiny-stdlib-res/blocks.1.hook_resid_pre"]
+    assert entry["sae"] == "../new-sae"  # relative to the case file: true in any checkout
+    case = cases / "index.yaml"
+    case.write_text(case.read_text().replace("sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}", "sae: {path: ../new-sae}"))
+    moved = pytester.path / "elsewhere"
+    for part in ("cases", "new-sae"):
+        shutil.copytree(pytester.path / part, moved / part)
+    shutil.rmtree(pytester.path / "new-sae")
+    ran = pytester.runpytest(str(moved / "cases" / "index.yaml"), "--interp-compare", "-p", "no:cacheprovider")
+    ran.stdout.fnmatch_lines(["*drift from the reference baselines: 0 of 3 compared values out of tolerance*"])
+    assert ran.ret == 0
 
 
 def test_compare_fails_on_a_missing_or_unreadable_baseline_and_names_the_command(pytester: pytest.Pytester) -> None:
@@ -186,7 +204,12 @@ def test_a_hook_override_that_replaces_no_sae_fails_the_run(pytester: pytest.Pyt
     cases = recorded_repo(pytester)
     typo = pytester.runpytest("cases/index.yaml", "--interp-sae", f"blocks.0.hook_resid_pre={candidates['identical']}", "--interp-compare", "-p", "no:cacheprovider")
     assert typo.ret == pytest.ExitCode.TESTS_FAILED
-    typo.stdout.fnmatch_lines([f"*--interp-sae blocks.0.hook_resid_pre={candidates['identical']} replaced no SAE: no selected case reads hook 'blocks.0.hook_resid_pre'*"])
+    typo.stdout.fnmatch_lines([f"*--interp-sae blocks.0.hook_resid_pre={candidates['identical']} replaced no SAE: no selected case that ran reads hook 'blocks.0.hook_resid_pre'*"])
+    saved = cases / "index.yaml.baseline.json"
+    before = saved.read_bytes()
+    promoted = pytester.runpytest("cases/index.yaml", "--interp-sae", f"blocks.0.hook_resid_pre={candidates['noisy']}", "--interp-update", "--interp-promote", "-p", "no:cacheprovider")
+    assert promoted.ret == pytest.ExitCode.TESTS_FAILED and "replaced no SAE" in promoted.stdout.str()
+    assert "NOT updated" in promoted.stdout.str() and saved.read_bytes() == before  # no promotion of the references
     right = pytester.runpytest("cases/index.yaml", "--interp-sae", f"blocks.1.hook_resid_pre={candidates['identical']}", "--interp-compare", "-p", "no:cacheprovider")
     assert right.ret == pytest.ExitCode.OK and "replaced no SAE" not in right.stdout.str()
     assert cases.is_dir()

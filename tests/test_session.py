@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from .helpers import case_file, save_random_sae
+from .helpers import BUNDLED_TARGET, case_file, save_random_sae
 
 MANY = """\
 texts:
@@ -198,3 +199,23 @@ def test_target_hook_overrides_where_activations_are_read(pytester: pytest.Pytes
         values[hook] = (float(props["explained_variance.observed"]), float(props["l0.observed"]))
     assert values["blocks.0.hook_resid_post"] == pytest.approx(values[""], abs=1e-6)  # resid_post of 0 is resid_pre of 1
     assert values["blocks.0.hook_resid_pre"][0] != pytest.approx(values[""][0], abs=1e-3)
+
+
+def test_loadgroup_groups_a_case_by_its_model_whatever_its_id_or_path(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """A case id with `@` (xdist's own group separator) and a case file outside the rootdir (named from where
+    pytest ran) still group by model; other tests keep xdist's rule."""
+    pytest.importorskip("xdist")
+    from interp_tests.scheduling import CaseModelScheduling
+
+    case_file(pytester, "a", MANY)
+    outside = tmp_path / "other" / "c.yaml"
+    outside.parent.mkdir()
+    outside.write_text(BUNDLED_TARGET + MANY)
+    (pytester.path / "deep").mkdir()
+    config = pytester.parseconfig("--tx", "2*popen", "--dist", "loadgroup", "--rootdir", str(pytester.path / "deep"))
+    scheduler = CaseModelScheduling(config)
+    assert scheduler._split_scope("../cases/a.yaml::fires@v2") == "interp-tiny-stdlib"  # from the rootdir
+    assert scheduler._split_scope(f"{os.path.relpath(outside, pytester.path)}::case-1") == "interp-tiny-stdlib"  # from where pytest ran
+    assert scheduler._split_scope("tests/test_x.py::test_y@g") == "g"
+    assert scheduler._split_scope("tests/test_x.py::test_y") == "tests/test_x.py::test_y"
+    assert scheduler._split_scope("missing.yaml::x") == "missing.yaml::x"
