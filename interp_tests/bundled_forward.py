@@ -214,12 +214,16 @@ class BundledPair:
     def encoded(self, text: str) -> tuple[tuple[str, ...], torch.Tensor]:
         """One text's token strings and its features [n, d_sae], BOS excluded (what the engine stores)."""
         ids = self.token_ids(text)
+        return self.str_tokens(ids[1:]), self.features(text, ids)
+
+    def features(self, text: str, ids: list[int]) -> torch.Tensor:
+        """[n, d_sae] features of `text` from its token ids (`token_ids`, BOS first), BOS excluded."""
         check_length(text, len(ids), self.n_ctx)
         x = self.resid_pre(ids)[1:]
         check_finite(text, "hook activation", x, f"SAE {self.label}")
         feats = self.encode(x)
         check_finite(text, "SAE activations", feats, f"SAE {self.label}")
-        return self.str_tokens(ids[1:]), feats
+        return feats
 
 
 def _layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,7 +125,7 @@ class Target:
         for a in engine.acts(texts):
             ids = engine.hooks.tokens(a.text)[1:].tolist()
             raw = tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [None] * len(ids)
-            out.append(Encoded(a.text, a.tokens, tuple(token_bytes(t, r) for t, r in zip(a.tokens, raw)), a.dense()))
+            out.append(Encoded.of(a.text, a.tokens, raw, a.dense()))
         return out
 
 
@@ -137,6 +137,11 @@ class Encoded:
     tokens: tuple[str, ...]  # each token decoded alone (as TransformerLens's to_str_tokens)
     token_bytes: tuple[bytes | None, ...]  # a token's bytes where it is part of a character (see token_bytes)
     feats: torch.Tensor  # [n, d_sae]
+
+    @classmethod
+    def of(cls, text: str, tokens: tuple[str, ...], raw: Sequence[str | None], feats: torch.Tensor) -> Encoded:
+        """From the tokens as decoded and as the tokenizer writes them (`raw`, for `token_bytes`)."""
+        return cls(text, tokens, tuple(token_bytes(t, r) for t, r in zip(tokens, raw)), feats)
 
     def positions(self, token: str) -> list[int]:
         return [i for i, t in enumerate(self.tokens) if t == token]
@@ -205,9 +210,9 @@ class BundledTarget:
     def encoded(self, texts: list[str]) -> list[Encoded]:
         out = []
         for text in texts:
-            tokens, feats = self.pair.encoded(text)
-            raw = [self.pair.tokenizer.id_to_token(i) for i in self.pair.token_ids(text)[1:]]
-            out.append(Encoded(text, tokens, tuple(token_bytes(t, r) for t, r in zip(tokens, raw)), feats))
+            ids = self.pair.token_ids(text)  # tokenized once: for the features, the strings and the raw forms
+            raw = [self.pair.tokenizer.id_to_token(i) for i in ids[1:]]
+            out.append(Encoded.of(text, self.pair.str_tokens(ids[1:]), raw, self.pair.features(text, ids)))
         return out
 
 
@@ -232,12 +237,10 @@ def bundled_target(spec: TargetSpec, registry: Registry) -> BundledTarget | None
     if not (sae_dir / "cfg.json").is_file():
         return None  # the libraries' path gives the error that names the release's ids
     hook = spec.hook or bundled_forward.sae_hook(sae_dir)
-    if bundled_forward.unsupported(model_dir, sae_dir, hook) is not None:
-        return None
     try:
         pair = bundled_forward.load(model_dir, sae_dir, hook, ref.label)
     except LoadError:
-        return None  # non-finite weights, a BOS the tokenizer lacks: the libraries' path says what is wrong
+        return None  # what `unsupported` refuses, non-finite weights, a BOS the tokenizer lacks: the libraries' path
     return BundledTarget(spec, pair, neuronpedia_id(ref.release, ref.id))
 
 

@@ -23,8 +23,11 @@ def reference_problems(m: CaseFileModel, source: Source) -> list[str]:
                 known = ", ".join(m.texts) or "none: add a top-level texts: mapping"
                 bad(loc, f"unknown text group {echo(g)}{suggest(g, m.texts)}; groups: {known}")
 
+    def corpora_in(groups: tuple[str, ...] | None) -> list[str]:
+        return [g for g in groups or () if m.corpus(g) is not None]
+
     def check_corpus_use(name: str, groups: tuple[str, ...] | None, loc: tuple[str | int, ...]) -> None:
-        corpora = [g for g in groups or () if m.corpus(g) is not None]
+        corpora = corpora_in(groups)
         if not corpora:
             return
         if name not in CORPUS_CHECKS:
@@ -44,7 +47,7 @@ def reference_problems(m: CaseFileModel, source: Source) -> list[str]:
         else:
             ids[case.id] = i
         check_groups(case.on, ("cases", i, "on"))
-        if case.on is not None and any(m.corpus(g) is not None for g in case.on):
+        if corpora_in(case.on):
             for exp in case.expect:
                 reads_case_texts = not hasattr(exp.params, "positive") and exp.name not in STEERING_CHECKS + IDENTITY_CHECKS
                 if getattr(exp.params, "on", None) is None and reads_case_texts:  # separates reads its own groups
@@ -78,7 +81,7 @@ def reference_problems(m: CaseFileModel, source: Source) -> list[str]:
             check_groups(on, (*loc, "on"))
             check_corpus_use(name, on, (*loc, "on"))
             reads = on if on is not None else case.on
-            if name in ("fires", "silent") and getattr(p, "token", None) is not None and any(m.corpus(g) is not None for g in reads or ()):
+            if name in ("fires", "silent") and getattr(p, "token", None) is not None and corpora_in(reads):
                 bad(
                     (*loc, "token"),
                     f"token: needs lists of texts: over a corpus, {name} compares the feature's largest activation over "

@@ -36,10 +36,10 @@ class RunSummary:
     def unused_overrides(self, overrides: Sequence[Override]) -> bool:
         """True (and a line that says so) for each `--interp-sae HOOK=SPEC` that replaced no SAE in a run that
         ran cases: a mistyped hook must not gate a candidate green by running only the references."""
-        ran = {r.get("sae") for r in self.results}
-        unused = [o for o in overrides if o.hook is not None and o.sae.label not in ran]
         if not self.results:
             return False
+        ran = {r.get("sae") for r in self.results}
+        unused = [o for o in overrides if o.hook is not None and o.sae.label not in ran]
         for o in unused:
             self.finished.append(
                 f"interp-tests: --interp-sae {o.hook}={o.sae.label} replaced no SAE: no selected case that ran reads hook "

@@ -151,16 +151,21 @@ def test_a_malformed_corpus_spec_is_a_path_line_error(tmp_path: Path, name: str,
     assert f"{path}:{line_of(path, '  c:')}: " in str(err.value) and message in str(err.value), str(err.value)
 
 
-def test_a_corpus_in_a_check_that_reads_texts_one_by_one_is_an_error(tmp_path: Path) -> None:
+def refusal(path: Path, body: str) -> str:
+    """The CaseFileError text of a case file that is the bundled target followed by `body`."""
     from interp_tests.casefile import load_case_file
     from interp_tests.errors import CaseFileError
 
-    path = tmp_path / "c.yaml"
-    path.write_text(BUNDLED_TARGET + "texts:\n  c: {corpus: {path: a.txt}}\n  t: [x]\ncases:\n  - id: a\n    expect:\n"
-                    "      - top_k: {feature: 1, token: x, k: 3, on: c}\n      - l0: {max: 100, on: [c, t]}\n")
+    path.write_text(BUNDLED_TARGET + body)
     with pytest.raises(CaseFileError) as err:
         load_case_file(path)
-    text = str(err.value)
+    return str(err.value)
+
+
+def test_a_corpus_in_a_check_that_reads_texts_one_by_one_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    text = refusal(path, "texts:\n  c: {corpus: {path: a.txt}}\n  t: [x]\ncases:\n  - id: a\n    expect:\n"
+                   "      - top_k: {feature: 1, token: x, k: 3, on: c}\n      - l0: {max: 100, on: [c, t]}\n")
     assert f"{path}:10: cases[0].expect[0].top_k.on: top_k reads texts one by one; 'c' is a corpus" in text, text
     assert f"{path}:11: cases[0].expect[1].l0.on: a corpus group is read alone" in text, text
 
@@ -169,25 +174,19 @@ def test_token_over_a_corpus_is_an_error_and_separates_reads_its_own_groups_in_a
     """fires / silent over a corpus compare the largest activation over all tokens: a `token:` there would be
     ignored, so it is refused; `separates` reads its positive / negative groups, not the case's corpus."""
     from interp_tests.casefile import load_case_file
-    from interp_tests.errors import CaseFileError
 
     path = tmp_path / "c.yaml"
     groups = "texts:\n  c: {corpus: {path: a.txt}}\n  a: [x]\n  b: [y]\n"
-    path.write_text(BUNDLED_TARGET + groups + "cases:\n  - id: a\n    on: c\n    expect:\n"
-                    "      - fires: {feature: 1, token: x}\n      - silent: {feature: 2, token: y, on: c}\n      - fires: {feature: 3, token: x, on: a}\n")
-    with pytest.raises(CaseFileError) as err:
-        load_case_file(path)
-    text = str(err.value)
+    text = refusal(path, groups + "cases:\n  - id: a\n    on: c\n    expect:\n"
+                   "      - fires: {feature: 1, token: x}\n      - silent: {feature: 2, token: y, on: c}\n      - fires: {feature: 3, token: x, on: a}\n")
     assert f"{path}:12: cases[0].expect[0].fires.token: token: needs lists of texts: over a corpus, fires compares" in text, text
     assert f"{path}:13: cases[0].expect[1].silent.token: token: needs lists of texts" in text, text
     assert ":14:" not in text  # its own on: a list of texts
     path.write_text(BUNDLED_TARGET + groups + "cases:\n  - id: a\n    on: c\n    expect:\n"
                     "      - l0: {max: 100}\n      - separates: {feature: 1, positive: a, negative: b, min_auroc: 0.5}\n")
     assert [c.id for c in load_case_file(path).model.cases] == ["a"]
-    path.write_text(BUNDLED_TARGET + groups + "cases:\n  - id: a\n    on: c\n    expect:\n      - top_k: {feature: 1, token: x, k: 3}\n")
-    with pytest.raises(CaseFileError) as err:
-        load_case_file(path)
-    assert "top_k reads texts one by one" in str(err.value) and "token: needs" not in str(err.value), str(err.value)  # top_k needs its token
+    text = refusal(path, groups + "cases:\n  - id: a\n    on: c\n    expect:\n      - top_k: {feature: 1, token: x, k: 3}\n")
+    assert "top_k reads texts one by one" in text and "token: needs" not in text, text  # top_k needs its token
 
 
 def test_an_unreadable_corpus_fails_its_checks_with_the_reason(pytester: pytest.Pytester) -> None:
