@@ -29,7 +29,7 @@ device=${GPU_CHECK_DEVICE:-cuda}
 limit=${GPU_CHECK_STEP_S:-150}  # seconds per step
 wheels=${WHEELHOUSE:-.whl}
 ready() {  # from /, so that the checkout itself is not on sys.path: what pytest's subprocesses will see
-  (cd / && "$PY" -c "import interp_tests.plugin, torch, sae_lens, transformer_lens, pytest_benchmark, ruamel.yaml")
+  (cd / && "$PY" -c "import interp_tests.pytest_plugin.hooks, torch, sae_lens, transformer_lens, pytest_benchmark, ruamel.yaml")
 }
 if ! ready 2>/dev/null; then
   if ls "$wheels"/*.whl >/dev/null 2>&1; then
@@ -41,7 +41,7 @@ if ! ready 2>/dev/null; then
       export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
       # an interp_tests.egg-info in the checkout already declares the entry point: registering twice fails
       "$PY" -c "import importlib.metadata as m, sys; sys.exit(any(e.name == 'interp_tests' for e in m.entry_points(group='pytest11')))" \
-        && export PYTEST_PLUGINS=interp_tests.plugin
+        && export PYTEST_PLUGINS=interp_tests.pytest_plugin.hooks
     fi
     ready || exit 2
   else

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # interp_tests.metrics, for the held-out evaluation
+sys.path.insert(0, str(ROOT))  # interp_tests.compute.metrics, for the held-out evaluation
 OUT = ROOT / "interp_tests" / "bundled"
 BOS = "<|endoftext|>"
 CTX = 128
@@ -222,7 +222,7 @@ def train_sae(model, data: torch.Tensor, tokens: int, k: int, d_sae: int):
 @torch.inference_mode()
 def evaluate_sae(model, sae, data: torch.Tensor, batch: int = 32) -> dict:
     """Held-out metrics, pooled over non-BOS tokens, with the same definitions as the harness."""
-    from interp_tests import metrics
+    from interp_tests.compute import metrics
 
     bos_id = model.tokenizer.bos_token_id
     xs, l0s = [], []

@@ -11,8 +11,8 @@ BUNDLED = ("tiny-stdlib-res", "blocks.1.hook_resid_pre")
 
 
 def bundled_sae() -> Any:
-    from interp_tests.registry import Registry
-    from interp_tests.schema import SaeRef
+    from interp_tests.cases.schema import SaeRef
+    from interp_tests.compute.registry import Registry
 
     return Registry().sae(SaeRef(release=BUNDLED[0], id=BUNDLED[1]))
 

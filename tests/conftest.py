@@ -31,8 +31,9 @@ def import_up_front() -> None:
             importlib.import_module(name)
     import interp_tests
 
-    for module in pkgutil.iter_modules(interp_tests.__path__, "interp_tests."):
-        if module.name not in ("interp_tests.__main__", "interp_tests.benchmarks"):  # `python -m` runs the CLI; benchmarks: pytest-benchmark's
+    skipped = ("interp_tests.__main__", "interp_tests.benchmarks", "interp_tests.bundled", "interp_tests.data")  # `python -m` runs the CLI; benchmarks: pytest-benchmark's; the rest: data
+    for module in pkgutil.walk_packages(interp_tests.__path__, "interp_tests."):
+        if not module.name.startswith(skipped):
             importlib.import_module(module.name)
 
 

@@ -51,8 +51,8 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("name", "text", "line", "fragment"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_file_is_a_clean_path_line_error(tmp_path: Path, name: str, text: str, line: int, fragment: str) -> None:
-    from interp_tests.casefile import load_case_file
-    from interp_tests.errors import CaseFileError
+    from interp_tests.cases.casefile import load_case_file
+    from interp_tests.common.errors import CaseFileError
 
     bad = tmp_path / f"{name}.yaml"
     bad.write_text(text)

@@ -104,7 +104,7 @@ def test_a_broken_baseline_fails_compare_and_update_replaces_what_it_records(pyt
 
 
 def test_malformed_values_are_named_not_crashed_on(tmp_path: Path) -> None:
-    from interp_tests import baseline
+    from interp_tests.baselines import protocol as baseline
 
     path = tmp_path / "a.yaml.baseline.json"
     path.write_text('{"version": 2, "case_file": "a.yaml", "cases": {"c": {"s": {"sae": "s", "checks": {"expect[0].l0": {"x": 1}}}},'
@@ -177,7 +177,7 @@ def test_an_interrupted_update_leaves_the_baseline_byte_identical(pytester: pyte
 
 
 def test_an_entry_is_found_by_the_sae_it_was_recorded_from_only_when_one_matches(tmp_path: Path) -> None:
-    from interp_tests.baseline import Entry, entry_for, recorded_sae
+    from interp_tests.baselines.protocol import Entry, entry_for, recorded_sae
 
     new = tmp_path / "new-sae"
     case_dir = tmp_path / "cases"

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from interp_tests import bundled_forward
-from interp_tests.casefile import load_case_file
-from interp_tests.cli import main
-from interp_tests.errors import CaseError, LoadError
-from interp_tests.explore import BundledTarget, Target, bundled_target, load_quick_target, load_target, target_spec
-from interp_tests.registry import BUNDLED_DIR, Registry
-from interp_tests.schema import SaeRef
+from interp_tests.cases.casefile import load_case_file
+from interp_tests.cases.schema import SaeRef
+from interp_tests.common.errors import CaseError, LoadError
+from interp_tests.compute import bundled_forward
+from interp_tests.compute.registry import BUNDLED_DIR, Registry
+from interp_tests.explore.cli import main
+from interp_tests.explore.inspection import BundledTarget, Target, bundled_target, load_quick_target, load_target, target_spec
 
 from .helpers import ROOT
 
@@ -201,7 +201,7 @@ def _drop(path: Path, name: str) -> None:
 
 @pytest.mark.parametrize(("edit", "reason"), [(e, r) for _, e, r in EDITS], ids=[n for n, _, _ in EDITS])
 def test_a_pair_it_does_not_read_goes_through_the_libraries(edit: Any, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import interp_tests.explore as explore
+    import interp_tests.explore.inspection as explore
 
     model_dir, sae_dir = copy_of_the_bundled_pair(tmp_path)
     monkeypatch.setattr(explore, "BUNDLED_DIR", tmp_path)
@@ -215,7 +215,7 @@ def test_a_pair_it_does_not_read_goes_through_the_libraries(edit: Any, reason: s
 
 
 def test_non_finite_weights_go_through_the_libraries_which_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import interp_tests.explore as explore
+    import interp_tests.explore.inspection as explore
 
     model_dir, sae_dir = copy_of_the_bundled_pair(tmp_path)
     edit_weights(sae_dir / "sae_weights.safetensors", "b_dec", lambda t: t * float("nan"))
@@ -270,7 +270,7 @@ def test_too_long_and_empty_texts_get_the_engines_messages(pair: bundled_forward
 
 
 def test_inspect_json_is_the_same_through_transformer_lens(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import interp_tests.explore as explore
+    import interp_tests.explore.inspection as explore
 
     paths: list[str] = []
     monkeypatch.setattr(explore, "load_target", lambda *a: paths.append("libraries") or load_target(*a))
@@ -298,7 +298,7 @@ LOAD = bundled_forward.load
 
 
 def test_draft_is_the_same_through_transformer_lens(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import interp_tests.explore as explore
+    import interp_tests.explore.inspection as explore
 
     paths: list[str] = []
     monkeypatch.setattr(explore, "load_target", lambda *a: paths.append("libraries") or load_target(*a))

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from interp_tests import metrics
-from interp_tests.cli import main
-from interp_tests.registry import Registry
-from interp_tests.schema import SaeRef
+from interp_tests.cases.schema import SaeRef
+from interp_tests.compute import metrics
+from interp_tests.compute.registry import Registry
+from interp_tests.explore.cli import main
 
 from .helpers import ROOT, save_random_sae
 
@@ -100,7 +100,7 @@ def test_inspect_json_equals_an_independent_computation(pair: Any, capsys: pytes
 
 
 def test_inspect_shows_neuronpedia_links_where_the_sae_has_an_id(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import interp_tests.explore as explore
+    import interp_tests.explore.inspection as explore
 
     monkeypatch.setattr(explore, "neuronpedia_id", lambda release, sae_id: "tiny-stdlib/1-res")
     code, out, err = run(capsys, "inspect", "def f(x):")
@@ -193,7 +193,7 @@ def test_feature_reads_one_document_per_line_with_lines(tmp_path: Path, capsys: 
 
 
 def test_feature_over_the_text_groups_of_a_case_file(pair: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from interp_tests.casefile import load_case_file
+    from interp_tests.cases.casefile import load_case_file
 
     case = ROOT / "cases" / "tiny-stdlib.yaml"
     code, out, err = run(capsys, "feature", "871", "--case", str(case), "--json")
@@ -314,7 +314,7 @@ def test_errors_are_one_clear_line_and_exit_status_2(argv: list[str], needle: st
 def test_help_does_not_import_torch_and_the_console_script_is_declared() -> None:
     probe = (
         "import sys\n"
-        "from interp_tests.cli import main\n"
+        "from interp_tests.explore.cli import main\n"
         "for argv in (['--help'], ['inspect', '--help'], ['feature', '--help'], ['draft', '--help']):\n"
         "    try:\n"
         "        main(argv)\n"
@@ -331,7 +331,7 @@ def test_help_does_not_import_torch_and_the_console_script_is_declared() -> None
     import tomllib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"interp-tests": "interp_tests.cli:main"}
+    assert scripts == {"interp-tests": "interp_tests.explore.cli:main"}
 
 
 def test_python_m_interp_tests_inspect_end_to_end_imports_no_transformer_lens_or_saelens() -> None:
@@ -348,7 +348,7 @@ def test_python_m_interp_tests_inspect_end_to_end_imports_no_transformer_lens_or
     assert done.returncode == 0, done.stderr
     assert "'def'" in done.stdout and "#692" in done.stdout and "' return'" in done.stdout
     imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
-    assert {"torch", "tokenizers", "interp_tests.bundled_forward"} <= imported
+    assert {"torch", "tokenizers", "interp_tests.compute.bundled_forward"} <= imported
     assert not imported & {"transformer_lens", "sae_lens", "transformers", "datasets", "wandb"}
     others = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
     assert others == []  # nothing warns
@@ -366,7 +366,7 @@ def test_help_fits_100_columns(command: list[str], capsys: pytest.CaptureFixture
 
 
 def test_inspect_shows_a_token_that_is_part_of_a_character_by_its_bytes(capsys: pytest.CaptureFixture[str]) -> None:
-    from interp_tests.explore import token_bytes
+    from interp_tests.explore.inspection import token_bytes
 
     text = "café ☕"  # é is two bytes, ☕ three: byte-level BPE may cut them
     code, out, err = run(capsys, "inspect", text, "-k", "1")

@@ -25,11 +25,11 @@ pytestmark = pytest.mark.slow
 PROBE = """
 import json, sys
 from pathlib import Path
-from interp_tests.corpus import Corpus
-from interp_tests.corpus_pass import corpus_stats
-from interp_tests.engine import HookCache, SaeEngine
-from interp_tests.registry import Registry
-from interp_tests.schema import CorpusSpec, SaeRef
+from interp_tests.compute.corpus import Corpus
+from interp_tests.compute.corpus_pass import corpus_stats
+from interp_tests.compute.engine import HookCache, SaeEngine
+from interp_tests.compute.registry import Registry
+from interp_tests.cases.schema import CorpusSpec, SaeRef
 
 def status(field):
     with open("/proc/self/status") as f:

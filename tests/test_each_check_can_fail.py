@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from interp_tests.schema import ALL_CHECKS
+from interp_tests.cases.schema import ALL_CHECKS
 
 from . import checkpoints
 from .helpers import ROOT
@@ -53,8 +53,8 @@ def test_the_bundled_cases_all_pass(pytester: pytest.Pytester) -> None:
 
 def _inactive_feature(registry: Any, texts: list[str]) -> int:
     """A feature of the bundled SAE that is zero on every token of `texts`."""
-    from interp_tests.engine import HookCache, SaeEngine
-    from interp_tests.schema import SaeRef
+    from interp_tests.cases.schema import SaeRef
+    from interp_tests.compute.engine import HookCache, SaeEngine
 
     sae = registry.sae(SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre"))
     eng = SaeEngine(HookCache(registry.model("tiny-stdlib"), "blocks.1.hook_resid_pre", 4096), sae, "bundled")

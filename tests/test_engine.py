@@ -17,7 +17,7 @@ HOOK = "blocks.1.hook_resid_pre"
 
 
 def engine(model: Any, sae: Any, batch_tokens: int) -> Any:
-    from interp_tests.engine import HookCache, SaeEngine
+    from interp_tests.compute.engine import HookCache, SaeEngine
 
     return SaeEngine(HookCache(model, HOOK, batch_tokens), sae, "bundled")
 
@@ -65,7 +65,7 @@ def test_losses_batched_equal_one_text_at_a_time(interp_model: Any, interp_sae: 
 
 
 def test_batches_are_sorted_by_length_and_bounded(interp_model: Any) -> None:
-    from interp_tests.engine import batches
+    from interp_tests.compute.engine import batches
 
     lengths = [5, 50, 7, 49, 6, 51]
     groups = batches(lengths, budget_tokens=110)
@@ -77,7 +77,7 @@ def test_batches_are_sorted_by_length_and_bounded(interp_model: Any) -> None:
 
 @pytest.mark.parametrize("hook,layer", [("blocks.0.hook_resid_pre", 1), ("blocks.8.hook_resid_post", 9), ("hook_embed", 0), ("ln_final.hook_normalized", None)])
 def test_stop_layer_still_runs_the_hook(hook: str, layer: int | None) -> None:
-    from interp_tests.engine import stop_layer
+    from interp_tests.compute.engine import stop_layer
 
     assert stop_layer(hook) == layer
 
@@ -108,7 +108,7 @@ def spy_on_decode(sae: Any) -> tuple[list[bool], Any]:
 def test_decode_of_sparse_features_equals_saelens_dense_decode(architecture: str) -> None:
     import torch
 
-    from interp_tests.engine import decode
+    from interp_tests.compute.engine import decode
 
     sae = _sae(architecture, **({"k": 8} if architecture == "topk" else {}))
     x = torch.randn(300, 32)
@@ -135,7 +135,7 @@ def test_decode_of_sparse_features_equals_saelens_dense_decode(architecture: str
 def test_decode_is_dense_when_the_sae_rescales_by_decoder_norm() -> None:
     import torch
 
-    from interp_tests.engine import decode
+    from interp_tests.compute.engine import decode
 
     sae = _sae("topk", k=4, rescale_acts_by_decoder_norm=True)
     with torch.inference_mode():
@@ -149,13 +149,13 @@ def test_a_corpus_pass_with_sparse_decode_equals_one_with_dense_decode(monkeypat
     """End to end, loss forwards included, on a 1,024-feature SAE at L0 ~10 on the bundled model."""
     from pathlib import Path
 
-    from interp_tests import engine as engine_module
     from interp_tests.benchmarks.builtin import calibrate, hook_acts, random_sae
-    from interp_tests.corpus import Corpus
-    from interp_tests.corpus_pass import run_pass
-    from interp_tests.engine import HookCache, SaeEngine
-    from interp_tests.registry import Registry
-    from interp_tests.schema import CorpusSpec
+    from interp_tests.cases.schema import CorpusSpec
+    from interp_tests.compute import engine as engine_module
+    from interp_tests.compute.corpus import Corpus
+    from interp_tests.compute.corpus_pass import run_pass
+    from interp_tests.compute.engine import HookCache, SaeEngine
+    from interp_tests.compute.registry import Registry
 
     hook = "blocks.1.hook_resid_pre"
     model = Registry().model("tiny-stdlib")

@@ -65,8 +65,8 @@ def mutate(text: str, rng: random.Random) -> str:
 
 
 def check_inputs(n: int, seed: int, tmp_path: Path) -> tuple[int, int]:
-    from interp_tests.casefile import load_case_file
-    from interp_tests.errors import CaseFileError
+    from interp_tests.cases.casefile import load_case_file
+    from interp_tests.common.errors import CaseFileError
 
     rng = random.Random(seed)
     path = tmp_path / "fuzzed.yaml"

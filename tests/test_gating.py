@@ -182,8 +182,8 @@ def test_prefetch_loads_every_target_and_runs_no_case(pytester: pytest.Pytester,
 
 def test_markdown_cells_keep_a_pipe_inside_their_column() -> None:
     """A case id, a location, a value or a tolerance with `|` must not split a table row into more columns."""
-    from interp_tests.baseline import DriftRow
-    from interp_tests.markdown import render_markdown
+    from interp_tests.baselines.protocol import DriftRow
+    from interp_tests.report.markdown import render_markdown
 
     verdict = {"ok": False, "check": "l0", "where": "a|b.yaml:3", "observed": "x|y", "expected": "<= 1 | or so", "error": None}
     drift = [DriftRow("a|b.yaml:3", "id|1", "l0", 1.0, 2.0, 1.0, "abs 0.1 | rel 0", False)]

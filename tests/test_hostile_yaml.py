@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from interp_tests.casefile import load_case_file
-from interp_tests.echo import echo
-from interp_tests.errors import CaseFileError
-from interp_tests.yaml_source import MAX_DEPTH, load_yaml, parse_yaml
+from interp_tests.cases.casefile import load_case_file
+from interp_tests.cases.yaml_source import MAX_DEPTH, load_yaml, parse_yaml
+from interp_tests.common.echo import echo
+from interp_tests.common.errors import CaseFileError
 
 from .helpers import BUNDLED_TARGET
 
@@ -227,7 +227,7 @@ def test_an_integer_beyond_4000_digits_is_refused_at_its_line(digits: int) -> No
 
 
 def test_an_integer_of_4000_digits_loads_and_its_runtime_message_is_short() -> None:
-    from interp_tests.echo import echo
+    from interp_tests.common.echo import echo
 
     assert echo(int("9" * 4000)) == "<an integer of about 4,000 digits>"
     text = BUNDLED_TARGET + f"cases:\n  - id: a\n    text: x\n    expect:\n      - fires: {{feature: {'9' * 4000}}}\n"
@@ -309,8 +309,8 @@ def test_schema_message_about_a_1mb_value_is_short(tmp_path: Path) -> None:
 COST_SCRIPT = """
 import json, resource, sys, time
 from pathlib import Path
-from interp_tests.errors import CaseFileError
-from interp_tests.casefile import load_case_file
+from interp_tests.common.errors import CaseFileError
+from interp_tests.cases.casefile import load_case_file
 
 warm = Path(sys.argv[2])
 warm.write_text("a: [")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from interp_tests.baseline import DriftRow
-from interp_tests.html_report import MAX_HEATMAPS, MAX_TOKENS, render_html
-from interp_tests.plots import sparsity_points
-from interp_tests.runner import CaseResult, result_from_json, result_to_json
-from interp_tests.verdict import Heatmap, Table, Verdict
+from interp_tests.baselines.protocol import DriftRow
+from interp_tests.checks.runner import CaseResult, result_from_json, result_to_json
+from interp_tests.checks.verdict import Heatmap, Table, Verdict
+from interp_tests.report.html import MAX_HEATMAPS, MAX_TOKENS, render_html
+from interp_tests.report.plots import sparsity_points
 
 from .helpers import case_file
 

@@ -18,7 +18,7 @@ HOOKS = ["blocks.0.hook_resid_pre", "blocks.0.attn.hook_z", "blocks.0.hook_resid
 def test_a_shared_pass_gives_each_hook_exactly_its_single_hook_activations(interp_model: Any, hooks: list[str]) -> None:
     import torch
 
-    from interp_tests.engine import hook_activations, hooks_activations, padded
+    from interp_tests.compute.engine import hook_activations, hooks_activations, padded
 
     ids = [interp_model.to_tokens(t, prepend_bos=True)[0] for t in ("def add(a, b):\n    return a + b", "Return the number.")]
     tokens, mask = padded(interp_model, ids)

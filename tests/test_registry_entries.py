@@ -31,12 +31,12 @@ cases:
 
 
 def run(tmp_path: Path, release: str) -> list[Any]:
-    from interp_tests.casefile import load_case_file
-    from interp_tests.engine import HookCache, SaeEngine
-    from interp_tests.plan import CasePlan, TargetKey
-    from interp_tests.registry import Registry
-    from interp_tests.runner import run_case
-    from interp_tests.schema import SaeRef, Target
+    from interp_tests.cases.casefile import load_case_file
+    from interp_tests.cases.plan import CasePlan, TargetKey
+    from interp_tests.cases.schema import SaeRef, Target
+    from interp_tests.checks.runner import run_case
+    from interp_tests.compute.engine import HookCache, SaeEngine
+    from interp_tests.compute.registry import Registry
 
     path = tmp_path / "c.yaml"
     path.write_text(BUNDLED_TARGET + CASES)
@@ -49,7 +49,7 @@ def run(tmp_path: Path, release: str) -> list[Any]:
 
 
 def test_an_entry_without_l0_errors_that_check_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from interp_tests import registry
+    from interp_tests.compute import registry
 
     # as in SAELens's pretrained_saes.yaml: this entry publishes variance_explained and no l0
     monkeypatch.setattr(registry, "raw_sae_registry", lambda: {"test-release": {"saes": [{"id": HOOK, "path": "x", "variance_explained": 0.5}]}})
@@ -61,8 +61,8 @@ def test_an_entry_without_l0_errors_that_check_alone(tmp_path: Path, monkeypatch
 
 
 def test_saelens_defaults_are_not_published_values() -> None:
-    from interp_tests.registry import published
-    from interp_tests.schema import SaeRef
+    from interp_tests.cases.schema import SaeRef
+    from interp_tests.compute.registry import published
 
     # SAELens's own loader fills a missing l0 with 0.0 and variance_explained with 1.0: read the entry itself
     entry = {"rel": {"saes": [{"id": "a", "path": "a"}, {"id": "b", "path": "b", "l0": 60, "variance_explained": 0.9}]}}
@@ -72,8 +72,8 @@ def test_saelens_defaults_are_not_published_values() -> None:
 
 
 def test_feature_checks_link_to_neuronpedia_where_the_entry_has_an_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from interp_tests import neuronpedia, registry
-    from interp_tests.report import render
+    from interp_tests.compute import neuronpedia, registry
+    from interp_tests.report.text import render
 
     monkeypatch.setattr(registry, "raw_sae_registry", lambda: {})
     monkeypatch.setattr(neuronpedia, "_directory", lambda: {"np-release": SimpleNamespace(neuronpedia_id={HOOK: "tiny-stdlib/1-res"})})

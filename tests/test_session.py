@@ -57,8 +57,8 @@ def test_every_observed_value_is_a_junit_property(pytester: pytest.Pytester) -> 
     # each value is the one an independent computation gives (tests/test_metrics.py checks every check kind so)
     import torch
 
-    from interp_tests.registry import Registry
-    from interp_tests.schema import SaeRef
+    from interp_tests.cases.schema import SaeRef
+    from interp_tests.compute.registry import Registry
 
     reg = Registry()
     model, sae = reg.model("tiny-stdlib"), reg.sae(SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre"))
@@ -140,7 +140,7 @@ def test_per_check_baseline_tolerance_and_stale_entries(pytester: pytest.Pyteste
 
 
 def test_an_interrupted_write_leaves_the_old_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from interp_tests import baseline
+    from interp_tests.baselines import protocol as baseline
 
     path = tmp_path / "a.yaml.baseline.json"
     entry = baseline.Entry("sae", {"expect[0].l0": 1.0}, {})
@@ -150,7 +150,7 @@ def test_an_interrupted_write_leaves_the_old_baseline(tmp_path: Path, monkeypatc
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    from interp_tests import files
+    from interp_tests.common import files
 
     monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
@@ -178,7 +178,7 @@ def test_xdist_parallel_run_gives_the_same_outcomes_and_values_as_serial(pyteste
 def test_workers_spread_over_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from interp_tests.session import spread
+    from interp_tests.run.session import spread
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert [spread("cuda", k) for k in range(6)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
@@ -205,7 +205,7 @@ def test_loadgroup_groups_a_case_by_its_model_whatever_its_id_or_path(pytester: 
     """A case id with `@` (xdist's own group separator) and a case file outside the rootdir (named from where
     pytest ran) still group by model; other tests keep xdist's rule."""
     pytest.importorskip("xdist")
-    from interp_tests.scheduling import CaseModelScheduling
+    from interp_tests.pytest_plugin.scheduling import CaseModelScheduling
 
     case_file(pytester, "a", MANY)
     outside = tmp_path / "other" / "c.yaml"

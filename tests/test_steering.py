@@ -20,7 +20,7 @@ def _prompt(model: Any) -> Any:
 
 @pytest.mark.parametrize("mode", ["add", "clamp"])
 def test_kv_cache_and_full_recompute_give_identical_steered_tokens(interp_model: Any, interp_sae: Any, mode: str) -> None:
-    from interp_tests.steering import Steerer, generate
+    from interp_tests.compute.steering import Steerer, generate
 
     tokens = _prompt(interp_model)
     n, new = tokens.shape[1], 12
@@ -37,7 +37,7 @@ def test_kv_cache_and_full_recompute_give_identical_steered_tokens(interp_model:
 
 
 def test_positions_prompt_steers_the_prompt_only(interp_model: Any, interp_sae: Any) -> None:
-    from interp_tests.steering import Steerer, generate
+    from interp_tests.compute.steering import Steerer, generate
 
     tokens = _prompt(interp_model)
     n = tokens.shape[1]
@@ -47,8 +47,8 @@ def test_positions_prompt_steers_the_prompt_only(interp_model: Any, interp_sae: 
 
 
 def test_steering_context_leaves_no_hook_even_on_error(interp_model: Any, interp_sae: Any) -> None:
-    from interp_tests.session import hooks_left
-    from interp_tests.steering import Steerer, steering
+    from interp_tests.compute.steering import Steerer, steering
+    from interp_tests.run.session import hooks_left
 
     with pytest.raises(RuntimeError):
         with steering(interp_model, HOOK, Steerer(interp_sae, 0, 1.0)):
@@ -75,8 +75,8 @@ cases:
 """
 
 LEAK_PROBE = """
-from interp_tests.items import STATE
-from interp_tests.session import hooks_left
+from interp_tests.pytest_plugin.items import STATE
+from interp_tests.run.session import hooks_left
 
 def pytest_runtest_teardown(item):
     reg = item.config.stash[STATE]._registry
@@ -118,8 +118,9 @@ cases:
 """
 
 
+@pytest.mark.slow  # starts a fresh interpreter
 def test_sampling_with_a_seed_is_reproducible_in_process_and_in_a_fresh_process(pytester: pytest.Pytester, interp_model: Any, interp_sae: Any) -> None:
-    from interp_tests.steering import Steerer, generate
+    from interp_tests.compute.steering import Steerer, generate
 
     tokens = interp_model.to_tokens("I went to the store to buy")
 

@@ -51,8 +51,8 @@ def test_a_broken_steering_case_fails_clearly(pytester: pytest.Pytester, name: s
     ],
 )
 def test_empty_strings_are_rejected_at_collection(tmp_path: Path, snippet: str, location: str, message: str) -> None:
-    from interp_tests.casefile import load_case_file
-    from interp_tests.errors import CaseFileError
+    from interp_tests.cases.casefile import load_case_file
+    from interp_tests.common.errors import CaseFileError
 
     path = tmp_path / "c.yaml"
     path.write_text(BUNDLED_TARGET + f"cases:\n  - id: a\n    steer: {{feature: 1, strength: 1}}\n    prompt: x\n    expect:\n      - {snippet}\n")
@@ -62,8 +62,8 @@ def test_empty_strings_are_rejected_at_collection(tmp_path: Path, snippet: str, 
 
 
 def test_an_out_of_range_seed_is_rejected_at_collection(tmp_path: Path) -> None:
-    from interp_tests.casefile import load_case_file
-    from interp_tests.errors import CaseFileError
+    from interp_tests.cases.casefile import load_case_file
+    from interp_tests.common.errors import CaseFileError
 
     path = tmp_path / "c.yaml"
     path.write_text(BUNDLED_TARGET + "cases:\n  - id: a\n    steer: {feature: 1, strength: 1, temperature: 1, seed: 100000000000000000000000}\n    prompt: x\n    expect:\n      - kl: {max: 1}\n")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from interp_tests.cli import main as interp_tests_main
+from interp_tests.explore.cli import main as interp_tests_main
 
 from .helpers import ROOT
 

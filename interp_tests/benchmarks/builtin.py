@@ -53,7 +53,7 @@ def gpt2_small_shaped(device: str = "cpu", dtype: str = "float32", seed: int = 0
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformers import PreTrainedTokenizerFast
 
-    from ..registry import torch_dtype
+    from ..compute.registry import torch_dtype
 
     cfg = HookedTransformerConfig(**GPT2_SMALL, seed=seed, device="cpu")  # type: ignore[arg-type]
     # TransformerLens reloads a given tokenizer by its name_or_path (to set add_bos_token), so it has to be
@@ -77,7 +77,7 @@ def random_sae(d_in: int, d_sae: int, hook: str, *, device: str = "cpu", dtype: 
     from sae_lens import StandardSAE, StandardSAEConfig
     from sae_lens.saes.sae import SAEMetadata
 
-    from ..registry import torch_dtype
+    from ..compute.registry import torch_dtype
 
     meta = SAEMetadata(model_name=model_name, hook_name=hook, prepend_bos=True, model_from_pretrained_kwargs={})
     cfg = StandardSAEConfig(d_in=d_in, d_sae=d_sae, dtype="float32", device="cpu", metadata=meta)
@@ -107,7 +107,7 @@ def hook_acts(model: HookedTransformer, hook: str, n_tokens: int, seed: int = 0)
     dropped: 4 rows of 128 tokens through the engine's stopped forward once, then tiled up to n_tokens."""
     import torch
 
-    from ..engine import hook_activations
+    from ..compute.engine import hook_activations
 
     seq = min(128, model.cfg.n_ctx)
     acts = hook_activations(model, hook, random_tokens(model, 4, seq, seed), None)[:, 1:].flatten(0, 1)

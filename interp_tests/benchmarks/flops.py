@@ -30,7 +30,7 @@ def blocks_run(model: HookedTransformer, hook: str) -> int:
     counted in full. For blocks.L.hook_resid_pre that is L; for another blocks.L.* hook, L + 1."""
     import torch
 
-    from ..engine import hook_activations
+    from ..compute.engine import hook_activations
 
     started = 0
 

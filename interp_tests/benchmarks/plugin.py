@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from ..items import STATE
-from ..options import positive_int as _positive_int
+from ..pytest_plugin.items import STATE
+from ..run.options import positive_int as _positive_int
 from .summary import BenchReport
 from .targets import BenchTarget, Loader, case_targets
 from .timing import BenchEnv, default_rounds

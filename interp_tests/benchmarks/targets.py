@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InterpTestsError
+from ..common.errors import InterpTestsError
 from .builtin import BUILTIN, GPT2_SAE_HOOK, GPT2_SAE_L0, GPT2_SAE_WIDTH, calibrate, gpt2_small_shaped, hook_acts, random_sae
 
 if TYPE_CHECKING:
     from sae_lens import SAE
     from transformer_lens import HookedTransformer
 
-    from ..plan import TargetKey
-    from ..schema import SaeRef, Target
-    from ..session import Session
+    from ..cases.plan import TargetKey
+    from ..cases.schema import SaeRef, Target
+    from ..run.session import Session
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Loaded:
 
 def builtin_target(device: str = "cpu", dtype: str = "float32", seed: int = 0) -> Loaded:
     """GPT-2-small-shaped model + a gpt2-small-res-jb-shaped SAE at blocks.8.hook_resid_pre (random, seeded)."""
-    from ..registry import torch_dtype
+    from ..compute.registry import torch_dtype
 
     model = gpt2_small_shaped(seed=seed)  # CPU float32: built and calibrated the same whatever device and dtype
     sae = random_sae(model.cfg.d_model, GPT2_SAE_WIDTH, GPT2_SAE_HOOK, seed=seed)
@@ -67,8 +67,8 @@ def case_targets(case_dirs: Sequence[Path], resolve: Callable[[Target, SaeRef], 
     target needs the hub when its model or SAE release is neither bundled nor a local path. Files that do
     not load are skipped here: the YAML cases report them.
     """
-    from ..casefile import load_case_file
-    from ..registry import BUNDLED_MODELS, BUNDLED_RELEASES
+    from ..cases.casefile import load_case_file
+    from ..compute.registry import BUNDLED_MODELS, BUNDLED_RELEASES
 
     found: dict[TargetKey, tuple[TargetKey, list[str]]] = {}  # what runs -> (the first full key, sources)
     for root in case_dirs:

@@ -21,9 +21,9 @@ LAYERS, D_SAE = 12, 24_576
 
 
 def engines_and_corpus(n_saes: int, d_sae: int, tokens: int) -> tuple[Any, list[Any], Any]:
-    from ..corpus import Corpus
-    from ..engine import HookCache, ModelCache, SaeEngine
-    from ..schema import CorpusSpec
+    from ..cases.schema import CorpusSpec
+    from ..compute.corpus import Corpus
+    from ..compute.engine import HookCache, ModelCache, SaeEngine
     from .builtin import calibrate, gpt2_small_shaped, hook_acts, random_sae
 
     model = gpt2_small_shaped()
@@ -47,8 +47,8 @@ def model_dir() -> Any:
 def test_corpus_twelve_saes(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any) -> None:
     import torch
 
-    from ..corpus_pass import _windows_batches, run_pass
-    from ..engine import encode_and_decode, hooks_activations
+    from ..compute.corpus_pass import _windows_batches, run_pass
+    from ..compute.engine import encode_and_decode, hooks_activations
 
     smoke = bool(pytestconfig.getoption("benchmark_disable", False))
     n_saes, d_sae, tokens = (2, 1024, 256) if smoke else (LAYERS, D_SAE, 4096)
@@ -112,11 +112,11 @@ def test_corpus_million_tokens(benchmark: Any, bench_env: BenchEnv, pytestconfig
     """1M tokens through the bundled pair with every reconstruction and loss statistic (target: under 5 minutes)."""
     import torch
 
-    from ..corpus import Corpus
-    from ..corpus_pass import run_pass
-    from ..engine import HookCache, SaeEngine
-    from ..registry import Registry
-    from ..schema import CorpusSpec, SaeRef
+    from ..cases.schema import CorpusSpec, SaeRef
+    from ..compute.corpus import Corpus
+    from ..compute.corpus_pass import run_pass
+    from ..compute.engine import HookCache, SaeEngine
+    from ..compute.registry import Registry
 
     smoke = bool(pytestconfig.getoption("benchmark_disable", False))
     tokens = 5_000 if smoke else 1_000_000

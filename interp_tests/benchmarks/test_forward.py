@@ -27,7 +27,7 @@ def test_forward_encode(benchmark: Any, bench_target: BenchTarget, bench_tokens:
     """Token ids -> the engine's stopped forward -> encode of every position (rows of 128 tokens)."""
     import torch
 
-    from ..engine import hook_activations
+    from ..compute.engine import hook_activations
     from .builtin import random_tokens
 
     t = bench_loader(bench_target)

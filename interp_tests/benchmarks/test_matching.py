@@ -52,7 +52,7 @@ def candidate_pair(d_sae: int, seed: int = 0) -> tuple[Any, Any]:
 def test_matching(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any) -> None:
     import torch
 
-    from ..matching import match_features
+    from ..compute.matching import match_features
 
     smoke = bool(pytestconfig.getoption("benchmark_disable", False))
     d_sae = 4096 if smoke else D_SAE

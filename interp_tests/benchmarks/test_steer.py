@@ -22,7 +22,7 @@ FEATURE, STRENGTH = 0, 8.0
 def test_steer(benchmark: Any, bench_target: BenchTarget, bench_loader: Loader, bench_env: BenchEnv, bench_report: BenchReport, bench_new_tokens: int) -> None:
     import torch
 
-    from ..steering import Steerer, generate
+    from ..compute.steering import Steerer, generate
 
     t = bench_loader(bench_target)
     model, hook = t.model, t.hook

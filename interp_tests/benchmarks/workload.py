@@ -55,7 +55,7 @@ class CaseStats:
 def case_stats(xs: Sequence[torch.Tensor], x_hats: Sequence[torch.Tensor], feats: Sequence[torch.Tensor]) -> CaseStats:
     import torch
 
-    from .. import metrics
+    from ..compute import metrics
 
     feature = int(feats[0].max(0).values.argmax())
     return CaseStats(
@@ -68,7 +68,7 @@ def case_stats(xs: Sequence[torch.Tensor], x_hats: Sequence[torch.Tensor], feats
 
 def engine_suite(loaded: Loaded, cases: Sequence[Sequence[str]], batch_tokens: int) -> list[CaseStats]:
     """The suite as the plugin runs it: every text registered up front, then each case reads its TextActs."""
-    from ..engine import HookCache, SaeEngine
+    from ..compute.engine import HookCache, SaeEngine
 
     engine = SaeEngine(HookCache(loaded.model, loaded.hook, batch_tokens), loaded.sae, loaded.sae_name)
     engine.want([t for case in cases for t in case])
@@ -99,7 +99,7 @@ def notebook_suite(loaded: Loaded, cases: Sequence[Sequence[str]]) -> list[CaseS
 def padded_batches(loaded: Loaded, texts: Sequence[str], batch_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(tokens, mask) of `texts` in the padded batches the engine builds: its tokenizer (`HookCache.tokens`),
     its grouping (`engine.batches`) and its padding (`engine.padded`), on the model's device."""
-    from ..engine import HookCache, batches, padded
+    from ..compute.engine import HookCache, batches, padded
 
     hooks = HookCache(loaded.model, loaded.hook, batch_tokens)
     ids = [hooks.tokens(t) for t in texts]
@@ -111,7 +111,7 @@ def bare_compute(loaded: Loaded, batches: Sequence[tuple[torch.Tensor, torch.Ten
     encode of every real non-BOS token; then (timed apart) one decode. Returns seconds per part."""
     import torch
 
-    from ..engine import hook_activations
+    from ..compute.engine import hook_activations
 
     t0 = time.perf_counter()
     rows = []

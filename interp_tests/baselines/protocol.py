@@ -1,0 +1,411 @@
+"""The baseline protocol, owned here: record a reference's observed values, compare a run with them,
+tolerances per kind of value, stale entries, and the atomic write at the end of a complete run.
+No pytest here: the pytest layer calls `Baselines.compare`, ships `Baselines.payload` on each report,
+and calls `Baselines.absorb` / `Baselines.finish` on the process that owns the files.
+
+`cases/foo.yaml` -> `cases/foo.yaml.baseline.json` (the full file name, so foo.yaml and foo.yml never share):
+
+    {"version": 2, "case_file": "foo.yaml",
+     "cases": {"<case id>": {"<reference SAE as the case file names it>": {
+         "sae": "<the SAE whose values these are>",
+         "checks": {"expect[0].fires": 1.234, "expect[2].generates": "text"},
+         "features": {"def_keyword": 692}}}}}
+
+Baselines belong to the reference (the SAE the case file names): a candidate given by `--interp-sae` is
+compared with them and never recorded, unless `--interp-promote` makes it the new reference explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cases import schema
+from ..cases.plan import CasePlan
+from ..checks.runner import CaseResult, check_key
+from ..checks.verdict import Value, Verdict, fmt
+from ..common.echo import echo
+from ..common.errors import InterpTestsError
+from ..common.files import write_text_atomic
+from ..common.memo import Memo
+
+VERSION = 2
+
+
+def baseline_path(case_file: Path) -> Path:
+    return case_file.with_name(case_file.name + ".baseline.json")
+
+
+# ----------------------------------------------------------------------------- tolerances
+@dataclass(frozen=True)
+class ComparePolicy:
+    """What a run does with baselines: `update` records (--interp-update), `compare` fails on drift
+    (--interp-compare), `tolerance` is one absolute tolerance for every compared number (--interp-tolerance)."""
+
+    update: bool = False
+    compare: bool = False
+    tolerance: float | None = None
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A value passes when |new - old| <= abs + rel * |old|; `exact` values (ranks, texts) must be equal."""
+
+    abs: float = 0.0
+    rel: float = 0.0
+    exact: bool = False
+
+    def allows(self, old: Value, new: Value) -> tuple[bool, float | None]:
+        """(within tolerance, new - old when both are numbers)."""
+        if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+            if math.isnan(old) or math.isnan(new):
+                return math.isnan(old) and math.isnan(new), None
+            if math.isinf(old) or math.isinf(new):
+                return old == new, None
+            delta = float(new) - float(old)
+            if self.exact:
+                return delta == 0, delta
+            return abs(delta) <= self.abs + self.rel * abs(float(old)), delta
+        return old == new, None
+
+    def describe(self) -> str:
+        if self.exact:
+            return "exact"
+        parts = [f"abs {self.abs:g}" if self.abs else "", f"rel {self.rel:g}" if self.rel else ""]
+        return " + ".join(p for p in parts if p) or "exact"
+
+
+EXACT = Tolerance(exact=True)
+ACTIVATION = Tolerance(abs=1e-4, rel=0.05)  # activations and losses scale with the model: relative
+SCORE = Tolerance(abs=0.01)  # bounded scores (EV, cosine, AUROC, CE score): absolute
+
+DEFAULT_TOLERANCE: dict[str, Tolerance] = {
+    "fires": ACTIVATION,
+    "silent": ACTIVATION,
+    "separates": Tolerance(abs=0.02),
+    "top_k": EXACT,  # ranks
+    "most_active": EXACT,
+    "explained_variance": SCORE,
+    "explained_variance_legacy": SCORE,
+    "mse": ACTIVATION,
+    "cosine": SCORE,
+    "l0": ACTIVATION,
+    "dead_fraction": SCORE,
+    "ce_loss_score": SCORE,
+    "delta_loss": ACTIVATION,
+    "kl_div": ACTIVATION,
+    "logprob_shift": Tolerance(abs=0.05, rel=0.05),
+    "kl": ACTIVATION,
+    "generates": EXACT,  # the exact continuation
+    "matched": SCORE,
+    "density": Tolerance(abs=1e-4, rel=0.1),
+    "dense_fraction": SCORE,
+}
+
+
+def tolerance_for(params: schema.Check, options: ComparePolicy) -> Tolerance | None:
+    """How a check is compared with its baseline, or None when this run does not compare it.
+
+    A check's own `baseline:` wins, then --interp-tolerance (absolute, for values that are not exact), then
+    the default of its kind. Without --interp-compare only checks with their own `baseline:` compare; an
+    --interp-update run compares nothing: it records the values that later runs compare with.
+    """
+    if options.update:
+        return None
+    default = DEFAULT_TOLERANCE[params.check]
+    spec = params.baseline
+    if spec is not None:
+        given_abs = spec.abs if spec.abs is not None else spec.tolerance
+        if given_abs is None and spec.rel is None:
+            return default
+        return Tolerance(abs=given_abs or 0.0, rel=spec.rel or 0.0)
+    if not options.compare:
+        return None
+    if options.tolerance is not None and not default.exact:
+        return Tolerance(abs=options.tolerance)
+    return default
+
+
+# ----------------------------------------------------------------------------- files
+@dataclass(frozen=True)
+class Entry:
+    sae: str
+    checks: Mapping[str, Value]
+    features: Mapping[str, int]
+
+
+Entries = dict[str, dict[str, Entry]]  # case id -> reference label -> entry
+
+
+@dataclass(frozen=True)
+class BaselineFile:
+    path: Path
+    entries: Entries
+    problems: tuple[str, ...] = ()  # malformed entries, skipped
+
+
+def _value(raw: Any) -> Value:
+    if raw is None or isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ValueError(f"expected a number or a string, got {echo(raw)}")
+    try:
+        return float(raw)
+    except OverflowError:
+        raise ValueError(f"number {echo(raw)} is out of range") from None
+
+
+def read(path: Path) -> BaselineFile:
+    """A baseline file's entries ({} when there is none). A file that cannot be parsed raises
+    InterpTestsError; a malformed entry is skipped and named in `problems`."""
+    if not path.exists():
+        return BaselineFile(path, {})
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InterpTestsError(f"{path}: unreadable baseline ({type(exc).__name__}: {echo(str(exc), 200)}): restore it from version control, or delete it and record again with --interp-update") from None
+    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("cases"), dict):
+        version = data.get("version") if isinstance(data, dict) else None
+        raise InterpTestsError(f"{path}: not a version-{VERSION} baseline (version {echo(version)}, expected a 'cases' mapping): delete it and record again with --interp-update")
+    entries: Entries = {}
+    problems: list[str] = []
+    for case_id, by_sae in data["cases"].items():
+        if not isinstance(by_sae, dict):
+            problems.append(f"{path}: case {echo(case_id)}: expected a mapping of SAE labels, got {echo(by_sae)}")
+            continue
+        for label, raw in by_sae.items():
+            try:
+                if not isinstance(raw, dict) or not isinstance(raw.get("checks"), dict):
+                    raise ValueError(f"expected a mapping with 'checks', got {echo(raw)}")
+                checks = {str(k): _value(v) for k, v in raw["checks"].items()}
+                features = raw.get("features", {})
+                if not isinstance(features, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in features.values()):
+                    raise ValueError(f"'features' must map names to indices, got {echo(features)}")
+                entries.setdefault(str(case_id), {})[str(label)] = Entry(str(raw.get("sae", label)), checks, dict(features))
+            except ValueError as exc:
+                problems.append(f"{path}: case {echo(case_id)} [{label}]: malformed entry: {exc}")
+    return BaselineFile(path, entries, tuple(problems))
+
+
+def write_atomic(path: Path, case_file_name: str, entries: Entries) -> None:
+    """Write all entries to `path` at once: a temporary file in the same folder, fsync, then os.replace.
+    The file keeps its permission bits (a new one gets the umask's); an interrupted write leaves the old one."""
+    data = {
+        "version": VERSION,
+        "case_file": case_file_name,
+        "cases": {
+            case_id: {
+                label: {"sae": e.sae, "checks": dict(sorted(e.checks.items())), "features": dict(sorted(e.features.items()))}
+                for label, e in sorted(by_sae.items())
+            }
+            for case_id, by_sae in sorted(entries.items())
+        },
+    }
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+
+
+def expected_checks(spec: schema.CaseFileModel) -> dict[str, set[str]]:
+    """Case id -> its check keys, for a parsed case file."""
+    return {c.id: {check_key(j, e.name) for j, e in enumerate(c.expect)} for c in spec.cases}
+
+
+def stale(entries: Entries, expected: Mapping[str, set[str]]) -> list[str]:
+    """Entries (or checks of entries) that no case/check of the file has any more."""
+    out = []
+    for case_id, by_sae in entries.items():
+        for label, entry in by_sae.items():
+            if case_id not in expected:
+                out.append(f"{case_id} [{label}]")
+                continue
+            out.extend(f"{case_id} [{label}] {c}" for c in entry.checks if c not in expected[case_id])
+    return out
+
+
+def without_stale(entries: Entries, expected: Mapping[str, set[str]]) -> Entries:
+    out: Entries = {}
+    for case_id, by_sae in entries.items():
+        if case_id not in expected:
+            continue
+        for label, e in by_sae.items():
+            checks = {k: v for k, v in e.checks.items() if k in expected[case_id]}
+            out.setdefault(case_id, {})[label] = Entry(e.sae, checks, e.features)
+    return out
+
+
+# ----------------------------------------------------------------------------- the session's side
+@dataclass(frozen=True)
+class DriftRow:
+    """One compared value: a row of the run's drift table."""
+
+    where: str
+    case_id: str
+    check: str
+    reference: Value
+    observed: Value
+    delta: float | None
+    tolerance: str
+    ok: bool
+    note: str = ""
+
+
+def failures_first(rows: list[DriftRow]) -> list[DriftRow]:
+    return [r for r in rows if not r.ok] + [r for r in rows if r.ok]
+
+
+def as_reference(checks: Mapping[str, Value]) -> dict[str, Value]:
+    """A promoted candidate's values as it observes them once it is the reference: `matched` compares a
+    candidate with the reference, and the reference matches itself (1.0)."""
+    return {key: 1.0 if key.rsplit(".", 1)[-1] in schema.IDENTITY_CHECKS else value for key, value in checks.items()}
+
+
+def entry_for(by_label: Mapping[str, Entry], label: str, resolved: str, case_dir: Path) -> Entry | None:
+    """A case's entry for the SAE the case file names: under its label as written, or else the one entry
+    recorded from that same SAE under another label (`resolved`: a local path made absolute; a promoted
+    local SAE is recorded relative to the case file's directory, `case_dir`, so the repository can move).
+    The second is what `--interp-sae NEW --interp-update --interp-promote` leaves once the case file's `sae:`
+    points at NEW: the promoted values sit under the old reference's label. Two such entries: none is taken."""
+    if label in by_label:
+        return by_label[label]
+    found = [e for e in by_label.values() if e.sae == resolved or _same_path(e.sae, resolved, case_dir)]
+    return found[0] if len(found) == 1 else None
+
+
+def _same_path(recorded: str, resolved: str, case_dir: Path) -> bool:
+    if not recorded.startswith("."):  # a promoted local SAE is recorded as ./x or ../x
+        return False
+    return (case_dir / recorded).resolve() == Path(resolved)
+
+
+def recorded_sae(label: str, candidate: bool, case_dir: Path) -> str:
+    """What an entry records as its SAE: the label, but a promoted candidate's local path relative to the
+    case file's directory (`../new-sae`), which stays true when the repository is checked out elsewhere."""
+    path = Path(label)
+    if not candidate or not path.is_absolute():
+        return label
+    relative = os.path.relpath(path, case_dir)
+    return relative if relative.startswith(".") else f"./{relative}"
+
+
+@dataclass
+class Baselines:
+    """The session's baselines: read once per file, compared per case, written once at the end."""
+
+    options: ComparePolicy
+    files: Memo[BaselineFile] = field(default_factory=Memo)  # read once per session; an unreadable file stays an error
+    records: dict[Path, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)  # file -> case -> label -> payload
+    drift: list[DriftRow] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    failed_writes: int = 0
+
+    def _file(self, path: Path) -> BaselineFile:
+        return self.files.get(path, lambda: read(path))
+
+    def compare(self, plan: CasePlan, result: CaseResult) -> tuple[tuple[Verdict, ...], tuple[DriftRow, ...]]:
+        """Drift verdicts of the checks this run compares (see `tolerance_for`), and their drift-table rows."""
+        path = baseline_path(plan.source)
+        record_cmd = f"record it on the reference with `pytest {plan.case_file.path} --interp-update`"
+        out = []
+        rows = []
+        entry: Entry | None = None
+        problem = ""
+        try:
+            entry = entry_for(self._file(path).entries.get(plan.case_id, {}), plan.reference_label, plan.target.reference_sae.label, plan.source.parent)
+        except InterpTestsError as exc:
+            problem = str(exc)
+        candidate = result.candidate
+        for j, (expectation, verdict) in enumerate(zip(plan.case.expect, result.verdicts)):
+            tolerance = tolerance_for(expectation.params, self.options)
+            if tolerance is None:
+                continue
+            key = check_key(j, verdict.check)
+            if problem or entry is None or key not in entry.checks:
+                why = problem or f"no baseline for {key} of case {plan.case_id!r} [{plan.reference_label}] in {path.name}: {record_cmd}"
+                out.append(Verdict(
+                    check=f"{verdict.check}.baseline", where=verdict.where, ok=False, expected="a recorded baseline",
+                    observed=verdict.observed, summary=why, feature=verdict.feature,
+                ))
+                rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, None, verdict.observed, None, tolerance.describe(), False, "no baseline"))
+                continue
+            old = entry.checks[key]
+            ok, delta = tolerance.allows(old, verdict.observed)
+            who = "candidate" if candidate else "observed"
+            shown_delta = f", delta {delta:+.4f}" if delta is not None else ""
+            fix = "fix the candidate, or accept it with --interp-promote" if candidate else "accept it with --interp-update"
+            out.append(Verdict(
+                check=f"{verdict.check}.baseline",
+                where=verdict.where,
+                ok=ok,
+                expected=f"reference {fmt(old)} within {tolerance.describe()}",
+                observed=verdict.observed,
+                summary=f"reference {fmt(old)} ({entry.sae}), {who} {fmt(verdict.observed)}{shown_delta}, tolerance {tolerance.describe()} ({path.name}; {fix})",
+                feature=verdict.feature,
+            ))
+            rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, old, verdict.observed, delta, tolerance.describe(), ok))
+        return tuple(out), tuple(rows)
+
+    def payload(self, plan: CasePlan, result: CaseResult, rows: tuple[DriftRow, ...]) -> dict[str, Any]:
+        """What a report carries to the process that owns the files (JSON-able, survives xdist)."""
+        return {
+            "file": str(plan.source),
+            "shown": str(plan.case_file.path),
+            "case": plan.case_id,
+            "reference": plan.reference_label,
+            "sae": result.sae,
+            "candidate": result.candidate,
+            "checks": dict(result.observed),
+            "features": dict(result.features),
+            "drift": [dict(row.__dict__) for row in rows],
+        }
+
+    def absorb(self, payload: Mapping[str, Any]) -> None:
+        """Take a finished case's payload (from this process or an xdist worker's report)."""
+        self.records.setdefault(Path(payload["file"]), {}).setdefault(payload["case"], {})[payload["reference"]] = dict(payload)
+        self.drift.extend(DriftRow(**row) for row in payload["drift"])
+
+    def finish(self, complete: bool, promote: bool) -> list[str]:
+        """At the end of the session: write what --interp-update recorded (only after a complete run), report
+        stale entries. Returns the lines for the terminal summary."""
+        from ..cases.casefile import load_case_file
+
+        for case_file, by_case in sorted(self.records.items()):
+            path = baseline_path(case_file)
+            try:
+                expected = expected_checks(load_case_file(case_file).model)  # the file as it is now
+                current = read(path)
+            except InterpTestsError as exc:
+                self.lines.append(f"interp-tests: baseline of {case_file} not handled: {exc}")
+                self.failed_writes += self.options.update
+                continue
+            gone = stale(current.entries, expected)
+            if not self.options.update:
+                if gone:
+                    self.lines.append(f"interp-tests: {path} has {len(gone)} stale entries (cases or checks no longer in {case_file.name}; --interp-update removes them): {', '.join(gone[:5])}")
+                continue
+            if not complete:
+                self.lines.append(f"interp-tests: baseline {path} NOT updated: the run did not complete (the file is unchanged)")
+                continue
+            entries = {cid: dict(by) for cid, by in current.entries.items()}
+            n = 0
+            for case_id, by_label in by_case.items():
+                for label, rec in by_label.items():
+                    if rec["candidate"] and not promote:
+                        continue  # never recorded by accident: the session refuses --interp-update with a candidate
+                    checks = as_reference(rec["checks"]) if rec["candidate"] else rec["checks"]
+                    entries.setdefault(case_id, {})[label] = Entry(recorded_sae(rec["sae"], rec["candidate"], case_file.parent), checks, rec["features"])
+                    n += len(rec["checks"])
+            try:
+                write_atomic(path, case_file.name, without_stale(entries, expected))
+            except OSError as exc:
+                self.failed_writes += 1
+                self.lines.append(f"interp-tests: cannot write baseline {path}: {exc.strerror or exc} (make the folder writable, then rerun with --interp-update)")
+                continue
+            what = "promoted the candidate's values in" if promote else "updated"
+            dropped = f", {len(gone)} stale entries removed" if gone else ""
+            fixed = f", {len(current.problems)} malformed entries replaced or dropped" if current.problems else ""
+            self.lines.append(f"interp-tests: baseline {path} {what}: {n} values of {sum(len(b) for b in by_case.values())} tests{dropped}{fixed}")
+        return self.lines

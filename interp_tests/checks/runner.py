@@ -1,0 +1,114 @@
+"""`run_case(plan, engine) -> CaseResult`: every check of one case against one SAE engine. No pytest here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..cases.plan import CasePlan, index_bound
+from .context import CheckContext, FeatureResolver
+from .dispatch import run_check
+from .verdict import Heatmap, Table, Verdict
+
+if TYPE_CHECKING:
+    from ..compute.engine import SaeEngine
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The verdicts of one case on one SAE; `drift` holds the baseline comparisons, when there are any."""
+
+    case_id: str
+    where: str  # file:line of the case
+    sae: str  # label of the SAE that ran
+    reference: str  # the case file's own SAE, as the file names it
+    candidate: bool  # the SAE that ran is an --interp-sae candidate, not the reference
+    verdicts: tuple[Verdict, ...]
+    observed: dict[str, float | str | None] = field(default_factory=dict)  # check key -> observed value
+    features: dict[str, int] = field(default_factory=dict)  # feature name -> the index it resolved to
+    drift: tuple[Verdict, ...] = ()
+    notes: tuple[str, ...] = ()  # what the report should say besides the verdicts
+    matching: dict[str, float] = field(default_factory=dict)  # suite-level figures of a candidate's feature matching
+
+    @property
+    def all_verdicts(self) -> tuple[Verdict, ...]:
+        return self.verdicts + self.drift
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.all_verdicts)
+
+
+def check_key(index: int, name: str) -> str:
+    """How a check is named in baselines: its position in `expect:` and its name."""
+    return f"expect[{index}].{name}"
+
+
+def run_case(plan: CasePlan, engine: SaeEngine, *, strict_identity: bool = False) -> CaseResult:
+    """Every check of the case on the engine's SAE. On a candidate SAE, plain indices follow the feature
+    matching and named features get an identity verdict (failing on a rebinding when `strict_identity`)."""
+    from .identity_checks import identity_verdicts
+
+    resolver = FeatureResolver(plan.case_file, engine)
+    verdicts = tuple(
+        run_check(CheckContext(plan.case_file, plan.index, j, engine, resolver)) for j in range(len(plan.case.expect))
+    )
+    verdicts = with_neuronpedia_links(verdicts, engine)
+    candidate = engine.reference is not None
+    notes: tuple[str, ...] = ()
+    if candidate:
+        if engine.matching is None:
+            notes = tuple(f"{line} (SAE {engine.label} replaces {engine.reference.label}; {engine.matching_problem})" for line in index_bound(plan))
+        else:
+            notes = tuple(
+                f"{plan.where}: reference #{ref} runs as candidate #{match} (decoder cos {cos:.3f})" for ref, (match, cos) in sorted(resolver.mapped.items())
+            )
+        notes += tuple(i.describe() for i in resolver.identities.values())
+    return CaseResult(
+        case_id=plan.case_id,
+        where=plan.where,
+        sae=engine.label,
+        reference=plan.reference_label,
+        candidate=candidate,
+        verdicts=verdicts + identity_verdicts(resolver, plan.where, strict_identity),
+        observed={check_key(j, v.check): v.observed for j, v in enumerate(verdicts)},
+        features=dict(resolver.resolved),
+        notes=notes,
+        matching={"mmcs": engine.matching.mmcs, "matched_fraction": engine.matching.matched_fraction} if candidate and engine.matching is not None else {},
+    )
+
+
+def with_neuronpedia_links(verdicts: tuple[Verdict, ...], engine: SaeEngine) -> tuple[Verdict, ...]:
+    """Each feature verdict gets its feature's Neuronpedia URL, where the SAE's registry entry has an id."""
+    import dataclasses
+
+    from ..compute.neuronpedia import feature_url, neuronpedia_id
+
+    ref = engine.ref
+    if ref is None or ref.release is None or not any(v.feature_index is not None for v in verdicts):
+        return verdicts
+    np_id = neuronpedia_id(ref.release, ref.id)
+    if np_id is None:
+        return verdicts
+    return tuple(
+        dataclasses.replace(v, feature_url=feature_url(np_id, v.feature_index) or "") if v.feature_index is not None else v for v in verdicts
+    )
+
+
+def result_to_json(result: CaseResult) -> dict[str, Any]:
+    """A CaseResult as plain JSON-able data (it travels on pytest reports, also from xdist workers)."""
+    return asdict(result)
+
+
+def result_from_json(data: dict[str, Any]) -> CaseResult:
+    def verdict(v: dict[str, Any]) -> Verdict:
+        table = Table(tuple(v["table"]["header"]), tuple(tuple(r) for r in v["table"]["rows"])) if v.get("table") else None
+        maps = tuple(Heatmap(h["label"], tuple(h["tokens"]), tuple(h["values"])) for h in v.get("heatmaps", ()))
+        return Verdict(**{**v, "table": table, "heatmaps": maps, "notes": tuple(v.get("notes", ())), "extra": tuple(tuple(e) for e in v.get("extra", ()))})
+
+    return CaseResult(**{
+        **data,
+        "verdicts": tuple(verdict(v) for v in data["verdicts"]),
+        "drift": tuple(verdict(v) for v in data.get("drift", ())),
+        "notes": tuple(data.get("notes", ())),
+    })

@@ -1,0 +1,276 @@
+"""Loads each model and SAE once per process, keyed by what identifies it (name, device, dtype, kwargs).
+
+Bundled names (`tiny-stdlib`, release `tiny-stdlib-res`) load from `interp_tests/bundled/`; other names
+go through TransformerLens `HookedTransformer.from_pretrained` and SAELens `SAE.from_pretrained`, local
+SAE directories through `SAE.load_from_disk`. A failed load is remembered, so every case that needs it
+fails at once with the same message instead of retrying the hub.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..common.errors import InputError, LoadError
+from ..common.memo import Memo
+
+if TYPE_CHECKING:
+    import torch
+    from sae_lens import SAE
+    from transformer_lens import HookedTransformer
+
+    from ..cases.schema import SaeRef
+
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
+BUNDLED_MODELS = ("tiny-stdlib",)
+BUNDLED_RELEASES = {"tiny-stdlib-res": "tiny-stdlib"}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    if name not in DTYPES:
+        raise InputError(f"Could not parse value: {name!r} (dtype is one of {', '.join(DTYPES)})")
+    return getattr(torch, name)
+
+
+def resolve_device(name: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else is checked by torch."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"Could not parse value: {name!r} (--interp-device takes auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--interp-device {name!r}: no CUDA device is visible; use --interp-device cpu or auto")
+    return name
+
+
+def go_offline() -> None:
+    """Never contact the hub from now on: the env vars for libraries not imported yet, and the constant
+    for a huggingface_hub already imported (it reads HF_HUB_OFFLINE once, at import)."""
+    import sys
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+
+
+def _hub_hint() -> str:
+    if offline():
+        return (
+            "HF_HUB_OFFLINE is set, so only the local cache is used (HF_HUB_CACHE, default "
+            "~/.cache/huggingface/hub): download it there on a machine with network access first, "
+            "or use a bundled model (tiny-stdlib)"
+        )
+    return (
+        "if this machine has no network, pass --interp-offline (or set HF_HUB_OFFLINE=1) with a local "
+        "cache in HF_HUB_CACHE, or use a bundled model (tiny-stdlib)"
+    )
+
+
+def _model_repo(name: str) -> str:
+    try:
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+
+        return f" (hub repo {get_official_model_name(name)!r})"
+    except Exception:  # the lookup is only for the message
+        return ""
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+@dataclass
+class Registry:
+    """Process-wide cache of loaded models and SAEs. The only mutable state besides the session summary."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    models: Memo[Any] = field(default_factory=Memo)
+    saes: Memo[Any] = field(default_factory=Memo)
+    loads: Counter[str] = field(default_factory=Counter)
+
+    # ------------------------------------------------------------------ SAEs
+    def sae(self, spec: SaeRef) -> SAE[Any]:
+        key = (spec.release, spec.id, spec.path, self.device, self.dtype)
+        return self.saes.get(key, lambda: self._counted(f"sae:{spec.label}", read_only(self._load_sae(spec))))
+
+    def _counted(self, what: str, loaded: Any) -> Any:
+        self.loads[what] += 1
+        return loaded
+
+    def _load_sae(self, spec: SaeRef) -> SAE[Any]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from sae_lens import SAE
+
+            if spec.path is not None:
+                path = Path(spec.path)
+                if not (path / "cfg.json").is_file():
+                    raise LoadError(
+                        f"cannot load SAE from {str(path)!r}: no cfg.json there. A local SAE is a SAELens-format "
+                        "directory (cfg.json + sae_weights.safetensors), as written by sae.save_model(dir)"
+                    )
+                try:
+                    return SAE.load_from_disk(str(path), device=self.device, dtype=self.dtype)
+                except Exception as exc:  # third-party loader: any failure becomes one clear message
+                    raise LoadError(f"cannot load SAE from {str(path)!r}: {_reason(exc)}") from None
+            assert spec.release is not None and spec.id is not None
+            if spec.release in BUNDLED_RELEASES:
+                path = BUNDLED_DIR / spec.release / spec.id
+                if not (path / "cfg.json").is_file():
+                    ids = sorted(p.name for p in (BUNDLED_DIR / spec.release).iterdir() if p.is_dir())
+                    raise LoadError(f"bundled release {spec.release!r} has no SAE id {spec.id!r}; ids: {', '.join(ids)}")
+                return SAE.load_from_disk(str(path), device=self.device, dtype=self.dtype)
+            from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+            directory = get_pretrained_saes_directory()
+            if spec.release not in directory and "/" not in spec.release:
+                import difflib
+
+                hint = difflib.get_close_matches(spec.release, list(directory) + list(BUNDLED_RELEASES), n=3)
+                raise LoadError(
+                    f"unknown SAE release {spec.release!r}: not bundled and not in the SAELens registry"
+                    + (f" (close: {', '.join(hint)})" if hint else "")
+                    + "; use path: for a local SAE directory"
+                )
+            if spec.release in directory and spec.id not in directory[spec.release].saes_map:
+                ids = list(directory[spec.release].saes_map)
+                shown = ", ".join(ids[:8]) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "")
+                raise LoadError(f"release {spec.release!r} has no SAE id {spec.id!r}; ids: {shown}")
+            try:
+                return SAE.from_pretrained(spec.release, spec.id, device=self.device, dtype=self.dtype)
+            except Exception as exc:  # hub, cache or format failures
+                where = ""
+                try:
+                    from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+
+                    repo, folder = get_repo_id_and_folder_name(spec.release, spec.id)
+                    where = f" (hub repo {repo!r}, folder {folder!r})"
+                except Exception:  # the registry lookup is only for the message
+                    pass
+                raise LoadError(f"cannot load SAE {spec.release!r} / {spec.id!r}{where}: {_reason(exc)}; {_hub_hint()}") from None
+
+    # ------------------------------------------------------------------ models
+    def model(self, name: str, kwargs: dict[str, Any] | None = None) -> HookedTransformer:
+        kwargs = dict(kwargs or {})
+        key = (name, json.dumps(kwargs, sort_keys=True, default=str), self.device, self.dtype)
+        return self.models.get(key, lambda: self._counted(f"model:{name}", self._load_model(name, kwargs)))
+
+    def model_for_sae(self, name: str, sae: SAE[Any], kwargs: dict[str, Any] | None) -> HookedTransformer:
+        """The target's model; kwargs default to the SAE's own model_from_pretrained_kwargs."""
+        if kwargs is None or kwargs == {}:
+            kwargs = {} if name in BUNDLED_MODELS else dict(sae.cfg.metadata.model_from_pretrained_kwargs or {})
+        return self.model(name, kwargs)
+
+    def _load_model(self, name: str, kwargs: dict[str, Any]) -> HookedTransformer:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if name in BUNDLED_MODELS:
+                if kwargs:
+                    raise LoadError(f"bundled model {name!r} takes no model_kwargs (got {kwargs!r}): remove model_kwargs")
+                return load_bundled_model(name, self.device, self.dtype)
+            from transformer_lens import HookedTransformer
+
+            try:
+                model = HookedTransformer.from_pretrained(name, device=self.device, dtype=torch_dtype(self.dtype), **kwargs)
+            except Exception as exc:  # hub, cache or unknown-name failures
+                msg = _reason(exc)
+                if "not found" in msg.lower() and "valid official model names" in str(exc).lower():
+                    raise LoadError(f"unknown model {name!r}: not bundled ({', '.join(BUNDLED_MODELS)}) and not a TransformerLens model name") from None
+                raise LoadError(f"cannot load model {name!r}{_model_repo(name)}: {msg}; {_hub_hint()}") from None
+        model.eval()
+        return read_only(model)
+
+
+def read_only(module: Any) -> Any:
+    """Parameters that never need gradients: shared models and SAEs are only read."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+REGISTRY_KEYS = {"l0": "l0", "explained_variance": "variance_explained"}  # our name -> pretrained_saes.yaml's
+
+
+@functools.cache
+def raw_sae_registry() -> dict[str, Any]:
+    """SAELens's pretrained_saes.yaml as written: its loader fills a missing `l0` with 0.0 and a missing
+    `variance_explained` with 1.0, so whether an entry publishes a value must be read from the file itself."""
+    from importlib.resources import files
+
+    import yaml
+
+    text = files("sae_lens").joinpath("pretrained_saes.yaml").read_text(encoding="utf-8")
+    return dict(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+
+def published(ref: SaeRef, registry: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The values an SAE's registry entry really publishes: `l0` and `explained_variance`, where it has them.
+
+    SAELens releases: the entry's own `l0` / `variance_explained` keys in pretrained_saes.yaml (`registry`
+    defaults to that file, parsed raw); bundled releases: the held-out values in bundled/metadata.json; a
+    local path has no registry entry.
+    """
+    if ref.path is not None or ref.release is None or ref.id is None:
+        return {}
+    if ref.release in BUNDLED_RELEASES:
+        meta = json.loads((BUNDLED_DIR / "metadata.json").read_text())
+        if meta.get("sae", {}).get("id") != ref.id:
+            return {}
+        held = meta.get("heldout", {})
+        return {k: float(held[k]) for k in REGISTRY_KEYS if k in held}
+    release = (registry if registry is not None else raw_sae_registry()).get(ref.release)
+    if not isinstance(release, dict):
+        return {}
+    for entry in release.get("saes") or ():
+        if isinstance(entry, dict) and entry.get("id") == ref.id:
+            return {ours: float(entry[theirs]) for ours, theirs in REGISTRY_KEYS.items() if isinstance(entry.get(theirs), (int, float))}
+    return {}
+
+
+def load_bundled_model(name: str, device: str = "cpu", dtype: str = "float32") -> HookedTransformer:
+    """A bundled model from its config.json, tokenizer/ and model.safetensors."""
+    from safetensors.torch import load_file
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformers import PreTrainedTokenizerFast
+
+    root = BUNDLED_DIR / name
+    if not (root / "model.safetensors").is_file():
+        raise LoadError(f"bundled model {name!r} is missing its weights at {root}: reinstall interp-tests or run scripts/train_tiny_stdlib.py")
+    cfg = json.loads((root / "config.json").read_text())
+    cfg.update(device=device, dtype=torch_dtype(dtype))
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(root / "tokenizer"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = HookedTransformer(HookedTransformerConfig(**cfg), tokenizer=tokenizer, move_to_device=False)
+    state = load_file(str(root / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
+    if missing or unexpected:
+        raise LoadError(f"bundled model {name!r}: weights do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.to(device, print_details=False)
+    model.to(torch_dtype(dtype), print_details=False)
+    model.eval()
+    return model

@@ -1,0 +1,254 @@
+"""pytest hooks, options and fixtures of interp-tests (the pytest11 entry point). Declares and wires only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from ..cases.plan import corpora_read, corpora_with_loss
+from ..common.errors import InterpTestsError
+from ..run import options as opts
+from ..run.session import Session
+from .items import STATE, CaseFile, CaseItem
+
+T = TypeVar("T")
+
+
+def argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An option parser for argparse: our ValueError's message becomes the usage error's."""
+
+    def parse_argument(value: str) -> T:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse_argument.__name__ = parse.__name__
+    return parse_argument
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("interp", "interp-tests: SAE interpretability claims as tests")
+    group.addoption("--interp-device", default=None, help="torch device for models and SAEs: auto (CUDA when available, else CPU), cpu, cuda, cuda:N. ini: interp_device")
+    group.addoption("--interp-dtype", default=None, type=argument(opts.dtype_name), help=f"dtype for models and SAEs: {', '.join(opts.DTYPES)} (default float32). ini: interp_dtype")
+    group.addoption("--interp-offline", action="store_true", default=None, help="never contact the model hub: use the local HF cache only (sets HF_HUB_OFFLINE=1), so a missing model fails at once")
+    group.addoption("--interp-batch-tokens", type=argument(opts.positive_int), default=None, help="padded tokens per forward batch (default: 4096 on CPU, 65536 on CUDA)")
+    group.addoption("--interp-sae", action="append", default=[], metavar="[HOOK=]SPEC", help="run every case against this candidate SAE instead of the case file's (PATH to a SAELens-format directory, or RELEASE:ID); with HOOK=, only the targets at that hook. Repeatable")
+    group.addoption("--interp-update", action="store_true", default=False, help="record every observed value of the case files' own (reference) SAEs into <case file>.baseline.json (written atomically after a complete run)")
+    group.addoption("--interp-promote", action="store_true", default=False, help="with --interp-sae and --interp-update: record the candidate's values as the new reference baseline")
+    group.addoption("--interp-compare", action="store_true", default=False, help="compare every check with the reference's baseline: fail on drift beyond its tolerance, and on a missing baseline")
+    group.addoption("--interp-tolerance", type=argument(opts.non_negative_float), default=None, help="one absolute drift tolerance for every compared number (default: per kind of check, see docs/CASES.md); a check's own baseline: {abs, rel} wins")
+    group.addoption("--interp-prefetch", action="store_true", default=False, help="load every model and SAE the selected cases need (downloading them into the local HF cache), run no case, and exit 0; for a CI step that warms the cache")
+    group.addoption("--interp-md", default=None, metavar="FILE", help="write the run's summary as Markdown to FILE at the end (failed cases, the drift table): for a pull-request comment or $GITHUB_STEP_SUMMARY")
+    group.addoption("--interp-html", default=None, metavar="FILE", help="write the run as one self-contained HTML file to FILE at the end (cases, checks, per-token heatmaps, steering, drift, the sparsity-vs-reconstruction plot)")
+    parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
+    parser.addini("interp_device", default="auto", help="default for --interp-device")
+    parser.addini("interp_dtype", default="float32", help="default for --interp-dtype")
+    parser.addini("interp_offline", type="bool", default=False, help="default for --interp-offline")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "interp: a case collected from an interp-tests YAML case file")
+    offline = config.getoption("interp_offline") or config.getini("interp_offline")
+    if offline:
+        from ..compute.registry import go_offline  # imports nothing heavy
+
+        go_offline()
+    overrides = tuple(_override(v, config.invocation_params.dir) for v in config.getoption("interp_sae"))
+    update, promote = config.getoption("interp_update"), config.getoption("interp_promote")
+    if update and overrides and not promote:
+        raise pytest.UsageError(
+            "--interp-update records the reference's values (the SAE each case file names), not a candidate's: "
+            "drop --interp-sae to record the reference, or add --interp-promote to make the candidate the new reference"
+        )
+    if promote and not (update and overrides):
+        raise pytest.UsageError("--interp-promote goes with --interp-sae CANDIDATE and --interp-update")
+    config.stash[STATE] = Session(
+        opts.Options(
+            device=config.getoption("interp_device") or config.getini("interp_device"),
+            dtype=config.getoption("interp_dtype") or _dtype_ini(config),
+            batch_tokens=config.getoption("interp_batch_tokens"),
+            offline=bool(offline),
+            overrides=overrides,
+            update=update,
+            compare=config.getoption("interp_compare"),
+            tolerance=config.getoption("interp_tolerance"),
+            worker=_worker_index(config),
+        )
+    )
+    config.pluginmanager.register(ReportRelay(config.stash[STATE]), "interp-tests-relay")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not hasattr(session.config, "workerinput"):
+        session.config.stash[STATE].progress = lambda line: reporter.write_line(line)
+
+
+def _worker_index(config: pytest.Config) -> int | None:
+    workerinput = getattr(config, "workerinput", None)  # set by pytest-xdist on its workers
+    if workerinput is None:
+        return None
+    digits = "".join(c for c in str(workerinput.get("workerid", "")) if c.isdigit())
+    return int(digits) if digits else None
+
+
+def _override(value: str, cwd: Path) -> opts.Override:
+    try:
+        return opts.parse_override(value, cwd)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--interp-sae: {exc}") from None
+
+
+def _dtype_ini(config: pytest.Config) -> str:
+    try:
+        return opts.dtype_name(str(config.getini("interp_dtype")))
+    except ValueError as exc:
+        raise pytest.UsageError(f"interp_dtype: {exc}") from None
+
+
+def named_args(config: pytest.Config) -> list[str]:
+    """Paths the user named (command line or testpaths); a bare `pytest` names none."""
+    if config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR:
+        return []
+    return [str(a) for a in config.args]
+
+
+COLLECTED = pytest.StashKey[set[Path]]()  # every case file collected, valid or not, whatever -k selects
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
+    from ..cases.discovery import is_case_file
+
+    config = parent.config
+    dirs = [(config.rootpath / d).resolve() for d in config.getini("interp_cases")]
+    if not is_case_file(file_path, config.invocation_params.dir, named_args(config), dirs):
+        return None
+    config.stash.setdefault(COLLECTED, set()).add(file_path)
+    if file_path.resolve().is_relative_to(config.rootpath.resolve()):
+        return CaseFile.from_parent(parent, path=file_path)
+    # outside the rootdir pytest would name it by nothing ("::case"): name it as the user typed it
+    return CaseFile.from_parent(parent, path=file_path, nodeid=os.path.relpath(file_path, config.invocation_params.dir))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Plan the batched forward passes from the cases that survived -k / -m deselection."""
+    state = config.stash[STATE]
+    cases = [item for item in items if isinstance(item, CaseItem)]
+    if config.getoption("interp_prefetch"):
+        try:
+            state.prefetched = state.prefetch([item.plan.target for item in cases])
+        except InterpTestsError as exc:
+            pytest.exit(f"interp-tests: --interp-prefetch could not load a target: {exc}", returncode=pytest.ExitCode.TESTS_FAILED)
+        config.hook.pytest_deselected(items=list(items))
+        items[:] = []
+        return
+    for item in cases:
+        state.want(item.plan.target, item.plan.texts(), corpora_read(item.plan), corpora_with_loss(item.plan))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from ..cases.discovery import empty_directories
+
+    collected = session.config.stash.get(COLLECTED, set())
+    for line in empty_directories(session.config.invocation_params.dir, named_args(session.config), collected):
+        session.config.issue_config_time_warning(pytest.PytestConfigWarning(line), stacklevel=2)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    if isinstance(item, CaseItem) and call.when == "call" and item.interp is not None:
+        report = outcome.get_result()
+        report.interp = item.interp  # plain data in report.__dict__: xdist ships it to the controller
+        notes = item.interp["result"].get("notes") or []
+        if notes:
+            report.sections.append(("interp-tests", "\n".join(notes)))
+
+
+class ReportRelay:
+    """Hands each finished case's report data to the session's summary (also the reports of xdist workers)."""
+
+    def __init__(self, state: Session) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        interp = getattr(report, "interp", None)
+        if interp is not None and report.when == "call":
+            self.state.run.absorb(interp)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` groups the cases of one model on one worker even where xdist's group suffix is lost."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from .scheduling import CaseModelScheduling
+
+    return CaseModelScheduling(config, log)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    o = config.stash[STATE].options
+    return f"interp-tests: device={o.device} dtype={o.dtype}" + (" offline" if o.offline else "")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller owns the baseline files
+    state = session.config.stash[STATE]
+    complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
+    unused = state.unused_overrides()  # first: a promotion that replaced nothing writes nothing
+    failed = state.run.finish(complete and not unused, state.options.update and bool(state.options.overrides))
+    failed |= unused
+    markdown = session.config.getoption("interp_md")
+    if markdown:
+        failed |= state.run.write_markdown(session.config.invocation_params.dir / markdown, state.summary())
+    report = session.config.getoption("interp_html")
+    if report:
+        failed |= state.run.write_html(session.config.invocation_params.dir / report, state.summary())
+    if session.config.getoption("interp_prefetch") and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK  # nothing was meant to run
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a file that could not be written fails the run
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash[STATE]
+    for line in [*state.prefetched, *state.summary()]:
+        terminalreporter.write_line(line)
+    for line, color in state.run.lines():
+        terminalreporter.write_line(line, **({color: True} if color else {}))
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def interp_session(pytestconfig: pytest.Config) -> Session:
+    """The session's interp-tests state: `.registry` loads models/SAEs once, `.engine(key)` serves checks."""
+    return pytestconfig.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def interp_registry(interp_session: Session) -> Any:
+    """The process-wide Registry: `.model(name)`, `.sae(SaeRef(...))`, on --interp-device/--interp-dtype."""
+    return interp_session.registry
+
+
+@pytest.fixture(scope="session")
+def interp_sae(interp_registry: Any) -> Any:
+    """The bundled SAE (tiny-stdlib-res / blocks.1.hook_resid_pre), loaded once per session."""
+    from ..cases.schema import SaeRef
+
+    return interp_registry.sae(SaeRef(release="tiny-stdlib-res", id="blocks.1.hook_resid_pre"))
+
+
+@pytest.fixture(scope="session")
+def interp_model(interp_registry: Any) -> Any:
+    """The bundled model (tiny-stdlib), loaded once per session."""
+    return interp_registry.model("tiny-stdlib")

@@ -1,0 +1,56 @@
+"""The run as Markdown, for a pull-request comment or `$GITHUB_STEP_SUMMARY` (`--interp-md FILE`). No pytest here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..baselines.protocol import DriftRow, failures_first
+from ..checks.verdict import Value, fmt
+
+MAX_ROWS = 200
+
+
+def _cell(value: Value) -> str:
+    text = fmt(value) if not isinstance(value, str) else repr(value if len(value) <= 60 else value[:57] + "...")
+    return text.replace("|", "\\|").replace("\n", "\\n")
+
+
+def _code(text: str) -> str:
+    """A code span in a table cell: GitHub's tables split cells at any `|` not written `\\|`, in code too."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ").replace("|", "\\|") + "`"
+
+
+def _text(text: str) -> str:
+    return str(text).replace("\n", " ").replace("|", "\\|")
+
+
+def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], session_lines: Sequence[str]) -> str:
+    """`results` are CaseResult JSON (runner.result_to_json)."""
+    failed = [r for r in results if not all(v["ok"] for v in [*r["verdicts"], *r.get("drift", ())])]
+    lines = [
+        "## interp-tests",
+        "",
+        f"**{len(results) - len(failed)} of {len(results)} cases passed**" + (f", {len(failed)} failed" if failed else ""),
+        "",
+    ]
+    lines.extend(f"- {line.removeprefix('interp-tests: ')}" for line in session_lines)
+    if failed:
+        lines += ["", "### Failed cases", "", "| case | SAE | check | where | observed | expected |", "| --- | --- | --- | --- | --- | --- |"]
+        for r in failed:
+            for v in [*r["verdicts"], *r.get("drift", ())]:
+                if not v["ok"]:
+                    observed = _text("could not be evaluated: " + v["error"]) if v.get("error") else _cell(v["observed"])
+                    lines.append(f"| {_code(r['case_id'])} | {_code(r['sae'])} | {_text(v['check'])} | {_code(v['where'])} | {observed} | {_text(v['expected'])} |")
+    if drift:
+        bad = sum(not d.ok for d in drift)
+        lines += ["", f"### Drift from the reference baselines: {bad} of {len(drift)} out of tolerance", "",
+                  "| | where | check | reference | observed | delta | tolerance |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        rows = failures_first(list(drift))
+        for d in rows[:MAX_ROWS]:
+            ref = "(none)" if d.note == "no baseline" else _cell(d.reference)
+            delta = f"{d.delta:+.4f}" if d.delta is not None else "-"
+            lines.append(f"| {'❌' if not d.ok else '✅'} | {_code(d.where)} | {_text(d.check)} | {ref} | {_cell(d.observed)} | {delta} | {_text(d.tolerance)} |")
+        if len(rows) > MAX_ROWS:
+            lines.append(f"\n{len(rows) - MAX_ROWS} more rows not shown.")
+    return "\n".join(lines) + "\n"

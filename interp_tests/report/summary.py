@@ -1,0 +1,92 @@
+"""The run's summary: what every finished case reported, the drift table, baselines written at the end,
+and the lines of the terminal summary. Mutable session state, no pytest here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..baselines.protocol import Baselines, DriftRow, failures_first
+from ..checks.verdict import Value, fmt, short
+
+MAX_LISTED = 20  # lines of a warning list before it says how many more
+
+
+@dataclass
+class RunSummary:
+    baselines: Baselines
+    results: list[dict[str, Any]] = field(default_factory=list)  # result_to_json of every finished case
+    index_bound: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+    def absorb(self, interp: dict[str, Any]) -> None:
+        """A finished case's report data (from this process or an xdist worker)."""
+        self.baselines.absorb(interp["baseline"])
+        self.results.append(interp["result"])
+        self.index_bound.extend(n for n in interp["result"].get("notes") or () if n not in self.index_bound)
+
+    def finish(self, complete: bool, promote: bool) -> bool:
+        """Write baselines (after a complete run only); True when one could not be written."""
+        self.finished.extend(self.baselines.finish(complete, promote))
+        return self.baselines.failed_writes > 0
+
+    def write_markdown(self, path: Path, session_lines: list[str]) -> bool:
+        """Write the Markdown summary; True when it could not be written (the reason joins the summary)."""
+        from ..common.files import write_text_atomic
+        from .markdown import render_markdown
+
+        try:
+            write_text_atomic(path, render_markdown(self.results, self.baselines.drift, session_lines))
+        except OSError as exc:
+            self.finished.append(f"interp-tests: cannot write {path}: {exc.strerror or exc}")
+            return True
+        self.finished.append(f"interp-tests: Markdown summary written to {path}")
+        return False
+
+    def write_html(self, path: Path, session_lines: list[str]) -> bool:
+        """Write the self-contained HTML report; True when it could not be written (the reason joins the summary)."""
+        from ..common.files import write_text_atomic
+        from .html import render_html
+
+        try:
+            write_text_atomic(path, render_html(self.results, self.baselines.drift, session_lines))
+        except OSError as exc:
+            self.finished.append(f"interp-tests: cannot write {path}: {exc.strerror or exc}")
+            return True
+        self.finished.append(f"interp-tests: HTML report written to {path}")
+        return False
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(text, colour) lines for the end of the terminal report."""
+        out: list[tuple[str, str]] = [(line, "red" if "cannot" in line or "NOT" in line or "replaced no SAE" in line else "") for line in self.finished]
+        out.extend(drift_table(self.baselines.drift))
+        if self.index_bound:
+            out.append((f"interp-tests: {len(self.index_bound)} notes on candidate SAEs (features follow the matching to the reference; plain indices without a matching are index-bound):", "yellow"))
+            out.extend((f"  {line}", "yellow") for line in self.index_bound[:MAX_LISTED])
+            if len(self.index_bound) > MAX_LISTED:
+                out.append((f"  ... {len(self.index_bound) - MAX_LISTED} more", "yellow"))
+        return out
+
+
+def cell(value: Value, width: int = 40) -> str:
+    return short(value, width) if isinstance(value, str) else fmt(value)
+
+
+def drift_table(rows: list[DriftRow], max_rows: int = 40) -> list[tuple[str, str]]:
+    """The run's drift table: every compared value, failures first, capped."""
+    if not rows:
+        return []
+    failed = sum(not r.ok for r in rows)
+    out = [(f"interp-tests: drift from the reference baselines: {failed} of {len(rows)} compared values out of tolerance", "red" if failed else "green")]
+    header = ("", "where", "check", "reference", "observed", "delta", "tolerance")
+    body = [
+        ("FAIL" if not r.ok else "ok", r.where, r.check, cell(r.reference) if r.note != "no baseline" else "(none)", cell(r.observed), f"{r.delta:+.4f}" if r.delta is not None else "-", r.tolerance)
+        for r in failures_first(rows)[:max_rows]
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    for cells in (header, *body):
+        out.append(("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip(), ""))
+    if len(rows) > max_rows:
+        out.append((f"  ... {len(rows) - max_rows} more rows (all of them in --interp-md FILE)", ""))
+    return out

@@ -1,0 +1,203 @@
+"""Session state: options, the registry, one engine per target, the baselines. No pytest here."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from ..baselines.protocol import Baselines
+from ..cases.plan import TargetKey
+from ..cases.schema import SaeRef, Target
+from ..common.errors import InterpTestsError
+from ..common.memo import Memo
+from ..report.summary import RunSummary
+from .options import Options
+
+if TYPE_CHECKING:
+    from ..compute.engine import ModelCache, SaeEngine
+    from ..compute.matching import Matching
+    from ..compute.registry import Registry
+
+DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
+
+
+@dataclass
+class Session:
+    options: Options = field(default_factory=Options)
+    _registry: Registry | None = None
+    model_caches: dict[int, ModelCache] = field(default_factory=dict)  # id(model) -> its texts' activations at every hook
+    engines: Memo[SaeEngine] = field(default_factory=Memo)
+    matchings: Memo[Matching] = field(default_factory=Memo)  # (reference, candidate) -> feature matching
+    wanted: dict[TargetKey, set[str]] = field(default_factory=lambda: defaultdict(set))
+    baselines: Baselines = field(init=False)
+    run: RunSummary = field(init=False)
+    prefetched: list[str] = field(default_factory=list)
+    progress: Callable[[str], None] | None = None  # where long corpus passes report how far they are
+    loss_corpora: set[tuple[object, str]] = field(default_factory=set)
+    corpus_readers: dict[tuple[object, str], set[TargetKey]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.baselines = Baselines(self.options.policy)
+        self.run = RunSummary(self.baselines)
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            from ..compute.registry import Registry, resolve_device
+
+            device = resolve_device(self.options.device)
+            self._registry = Registry(device=spread(device, self.options.worker), dtype=self.options.dtype)
+        return self._registry
+
+    @property
+    def batch_tokens(self) -> int:
+        if self.options.batch_tokens is not None:
+            return self.options.batch_tokens
+        kind = self.registry.device.split(":")[0]
+        return DEFAULT_BATCH_TOKENS.get(kind, 4096)
+
+    def target(self, target: Target, sae: SaeRef) -> TargetKey:
+        """The key a case runs against: the file's SAE, or the --interp-sae candidate for every target."""
+        key = TargetKey.of(target, sae)
+        for o in self.options.overrides:
+            if o.hook is None:
+                return dataclasses.replace(key, sae=o.sae, reference=sae)
+        return key
+
+    def want(self, key: TargetKey, texts: list[str], corpora: set[tuple[object, str]] | None = None, corpora_with_loss: set[tuple[object, str]] | None = None) -> None:
+        """Texts a selected case will encode; they are computed together on first use of the target. Corpora
+        are read in one streamed pass for every target that reads them (with the loss statistics where a loss
+        check reads them)."""
+        self.wanted[key].update(texts)
+        for corpus in corpora or ():
+            self.corpus_readers.setdefault(corpus, set()).add(key)
+        self.loss_corpora.update(corpora_with_loss or ())
+
+    def corpus_peers(self, corpus: tuple[object, str]) -> list[SaeEngine]:
+        """The engines of the targets that read a corpus (those that could be built)."""
+        out = []
+        for key in self.corpus_readers.get(corpus, ()):
+            try:
+                out.append(self.engines.get(key, functools.partial(self._build, key)))
+            except InterpTestsError:
+                continue  # that target's cases fail with its error
+        return out
+
+    def engine(self, key: TargetKey) -> SaeEngine:
+        if key not in self.engines:
+            for wanted in list(self.wanted):  # every selected target's hook joins its model's one forward pass
+                if wanted not in self.engines:
+                    try:
+                        self.engines.get(wanted, functools.partial(self._build, wanted))
+                    except InterpTestsError:
+                        pass  # remembered: the cases of that target fail with it
+        got = self.engines.get(key, lambda: self._build(key))
+        got.want(self.wanted.pop(key, ()))
+        return got
+
+    def _build(self, key: TargetKey) -> SaeEngine:
+        from ..compute.engine import HookCache, ModelCache, SaeEngine, check_hook
+
+        reg = self.registry
+        sae = reg.sae(key.sae)
+        hook = key.hook or sae.cfg.metadata.hook_name
+        if not hook:
+            raise InterpTestsError(f"SAE {key.label} does not name its hook (cfg.metadata.hook_name): set target.hook")
+        ref, label = key.sae, key.label
+        reference = key.reference
+        for o in self.options.overrides:
+            if o.hook is not None and o.hook == hook:  # --interp-sae HOOK=SPEC: this target's hook matches
+                sae, ref, label, reference = reg.sae(o.sae), o.sae, o.sae.label, key.sae
+        model = reg.model_for_sae(key.model, sae, json.loads(key.model_kwargs))
+        check_hook(model, hook)
+        if id(model) not in self.model_caches:
+            self.model_caches[id(model)] = ModelCache(model, self.batch_tokens)
+        hooks = HookCache(model, hook, self.batch_tokens, shared=self.model_caches[id(model)])
+        engine = SaeEngine(hooks, sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference)
+        engine.progress = self.progress
+        engine.loss_corpora = self.loss_corpora
+        engine.corpus_peers = lambda corpus: [e for e in self.corpus_peers(corpus) if e.hooks.shared is engine.hooks.shared]
+        if reference is not None:
+            self._attach_reference(engine, reference)
+        return engine
+
+    def _attach_reference(self, engine: SaeEngine, reference: SaeRef) -> None:
+        """A candidate engine gets the reference SAE on the same activations and the feature matching."""
+        from ..compute.engine import SaeEngine
+        from ..compute.matching import match_features
+
+        try:
+            reference_sae = self.registry.sae(reference)
+            engine.reference_engine = SaeEngine(engine.hooks, reference_sae, reference.label, ref=reference)
+            engine.matching = self.matchings.get((reference, engine.ref), lambda: match_features(reference_sae, engine.sae))
+        except InterpTestsError as exc:
+            engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
+
+    def unused_overrides(self) -> bool:
+        """True (and a line that says so) for each `--interp-sae HOOK=SPEC` that replaced no SAE in a run that
+        ran cases: a mistyped hook must not gate a candidate green by running only the references."""
+        if not self.run.results:
+            return False
+        ran = {r.get("sae") for r in self.run.results}
+        unused = [o for o in self.options.overrides if o.hook is not None and o.sae.label not in ran]
+        for o in unused:
+            self.run.finished.append(
+                f"interp-tests: --interp-sae {o.hook}={o.sae.label} replaced no SAE: no selected case that ran reads hook "
+                f"{o.hook!r} (check the hook name, or the errors of its cases; the SAEs that ran: {', '.join(sorted(str(x) for x in ran))})"
+            )
+        return bool(unused)
+
+    def prefetch(self, keys: list[TargetKey]) -> list[str]:
+        """Load (and so download into the local cache) every target's model and SAE, and a candidate's
+        reference SAE; raises the first load error. Returns one line per target."""
+        lines = []
+        for key in dict.fromkeys(keys):
+            engine = self.engine(key)
+            engine.want(())
+            extra = f" (reference {engine.reference.label} too)" if engine.reference is not None and engine.reference_engine is not None else ""
+            if engine.matching_problem:
+                raise InterpTestsError(engine.matching_problem)
+            lines.append(f"interp-tests: prefetched {key.model} + {engine.label} at {engine.hooks.hook}{extra}")
+        return lines
+
+    def summary(self) -> list[str]:
+        if self._registry is None:
+            return []
+        reg = self._registry
+        loads = ", ".join(f"{k} x{v}" for k, v in sorted(reg.loads.items())) or "nothing"
+        passes = sum(m.forward_passes for m in self.model_caches.values())
+        texts = sum(len(set().union(*m.acts.values())) for m in self.model_caches.values())
+        hooks = sum(len(m.hooks) for m in self.model_caches.values())
+        at = f" (at {hooks} hooks)" if hooks > len(self.model_caches) else ""
+        lines = [f"interp-tests: loaded {loads} on {reg.device}/{reg.dtype}; {texts} texts in {passes} batched forward passes{at}"]
+        for engine in self.engines.built():
+            for stats in engine.corpus_cache.values():
+                lines.append(
+                    f"interp-tests: corpus pass on {engine.label}: {stats.tokens:,} tokens in {stats.windows:,} windows (sha256 "
+                    f"{stats.content_hash[:12]}), {stats.seconds:.1f} s, {stats.tokens_per_second:,.0f} tokens/s"
+                    + (", with the loss forwards" if stats.predictions else "")
+                )
+        for key, matching in self.matchings.items():
+            reference, candidate = cast(tuple[SaeRef, SaeRef], key)
+            lines.append(f"interp-tests: {matching.summary(reference.label, candidate.label)}")
+        return lines
+
+
+def spread(device: str, worker: int | None) -> str:
+    """Plain 'cuda' on xdist worker k with several GPUs -> 'cuda:{k mod count}'; anything else unchanged."""
+    if device != "cuda" or worker is None:
+        return device
+    import torch
+
+    count = torch.cuda.device_count()
+    return f"cuda:{worker % count}" if count > 1 else device
+
+
+def hooks_left(model: Any) -> int:
+    """Hooks still attached to a model (0 after every case: shared models stay clean)."""
+    return sum(len(hp.fwd_hooks) + len(hp.bwd_hooks) for hp in model.hook_dict.values())
