@@ -44,13 +44,24 @@ def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+RECORDED: dict[str, bytes] = {}  # baseline file name -> bytes: the reference is recorded once per module
+
+
 def recorded_repo(pytester: pytest.Pytester) -> Path:
+    """A repository of case files with their reference baselines, recorded by README's first step (the run
+    itself happens once per module; later tests get a copy of its files)."""
     cases = pytester.path / "cases"
     cases.mkdir()
     shutil.copy(ROOT / "cases" / "tiny-stdlib.yaml", cases / "tiny-stdlib.yaml")
     (cases / "index.yaml").write_text(INDEX_BOUND)
+    if RECORDED:
+        for name, data in RECORDED.items():
+            (cases / name).write_bytes(data)
+        return cases
     result = pytester.runpytest("cases/", "--interp-update", "-p", "no:cacheprovider")  # README: record on the reference
     result.assert_outcomes(passed=8)
+    RECORDED.update({p.name: p.read_bytes() for p in cases.glob("*.baseline.json")})
+    assert set(RECORDED) == {"tiny-stdlib.yaml.baseline.json", "index.yaml.baseline.json"}
     return cases
 
 
