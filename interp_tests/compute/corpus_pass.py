@@ -1,6 +1,7 @@
-"""One streamed pass of a corpus through a model and an SAE: batches of windows -> stopped forward -> encode
--> running sums (corpus_stats.py). With `loss`, the full forward runs three times per batch (original, SAE
-reconstruction, zero ablation at the hook) for the loss statistics. No pytest here.
+"""One streamed pass of a corpus through a model and its SAEs: batches of windows -> one forward -> encode ->
+running sums (corpus_stats.py). With the loss statistics, that forward is the clean one to the logits, and each
+SAE adds one forward with its reconstruction spliced in from the hook's block; the zero ablation runs once
+per hook (losses.py). No pytest here.
 
 Memory is one batch: windows are read lazily, activations are dropped after each batch.
 """
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..common.errors import CaseError
 from .corpus import ContentHash, Corpus, batches
 from .corpus_stats import CorpusStats
-from .engine import decode, encode_and_decode, hook_activations, hooks_activations, padded
+from .engine import encode_and_decode, hook_activations, hooks_activations, padded
 
 if TYPE_CHECKING:
     import torch
@@ -74,20 +75,39 @@ def _activations(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> to
 
 def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], progress: Progress | None) -> list[CorpusStats]:
     """One streamed pass for SAEs on one model (`engines[0]`'s); `with_loss` holds the ids of the engines
-    whose loss statistics are computed too."""
+    whose loss statistics are computed too.
+
+    Per batch of windows: one forward serves every hook (stopped after the deepest one, or, when a loss
+    statistic is wanted, one clean forward to the logits, whose log-probabilities serve every SAE); each SAE
+    encodes and decodes once, and that reconstruction is what its spliced forward puts at the hook
+    (`losses.spliced_logits`, from the hook's block); the zero ablation runs once per hook, shared by the
+    SAEs that read it."""
     import torch
 
+    from .losses import LossBatch, clean_forward, input_hooks, spliced_logits
+
     lead = engines[0]
+    model = lead.model
     hooks = sorted({e.hooks.hook for e in engines})
+    loss = any(id(e) in with_loss for e in engines)
+    captured = input_hooks(hooks, int(model.cfg.n_layers))
     all_stats = [CorpusStats(d_sae=e.d_sae) for e in engines]
     hasher = ContentHash()
     start = last = time.perf_counter()
     with torch.inference_mode():
         for group, tokens, mask, keep in _windows_batches(lead, corpus):
             hasher.update(tokens * mask)
-            acts = hooks_activations(lead.model, hooks, tokens, mask)
+            if loss:
+                logits, acts = clean_forward(model, captured, tokens, mask)
+                batch = LossBatch.of(logits, tokens, mask)
+                del logits
+                clean_ce = batch.clean_ce
+                zero_ce: dict[str, torch.Tensor] = {}
+            else:
+                acts = hooks_activations(model, hooks, tokens, mask)
             for engine, stats in zip(engines, all_stats):
-                x = _activations(engine, acts[engine.hooks.hook], keep)
+                hook = engine.hooks.hook
+                x = _activations(engine, acts[hook], keep)
                 feats, x_hat = encode_and_decode(engine.sae, x, engine.encode_tokens)
                 # a NaN or inf in feats always reaches x_hat (inf * 0 is NaN), so x_hat's check covers it: on
                 # [n, d_sae], isfinite().all() cost more than the encode
@@ -96,7 +116,10 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
                 stats.add(x, x_hat, feats)
                 stats.windows += len(group)
                 if id(engine) in with_loss:
-                    _add_loss(engine, stats, tokens, mask, keep)
+                    if hook not in zero_ce:  # the zero ablation does not depend on the SAE: once per hook
+                        zero_ce[hook] = batch.ce(spliced_logits(model, hook, acts, tokens, mask, keep, None))
+                    sae_ce, kl = batch.ce_and_kl(spliced_logits(model, hook, acts, tokens, mask, keep, x_hat))
+                    stats.add_loss({"orig": clean_ce, "sae": sae_ce, "zero": zero_ce[hook]}, kl)
             now = time.perf_counter()
             if progress is not None and now - last >= PROGRESS_EVERY_S:
                 last = now
@@ -122,42 +145,3 @@ def legacy_pass(engine: SaeEngine, corpus: Corpus, stats: CorpusStats) -> None:
             _, x_hat = encode_and_decode(engine.sae, x, engine.encode_tokens)
             total += stats.legacy_terms(x, x_hat)
     stats.legacy_sum = total  # set only once the pass is complete: an interrupted pass leaves no partial sum
-
-
-def _add_loss(engine: SaeEngine, stats: CorpusStats, tokens: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> None:
-    """CE and KL at each window's prediction positions 1 .. n-2 (n its length), the hook replaced at every
-    non-BOS position (the reconstruction, or zeros); BOS positions are never replaced."""
-    import torch
-
-    from . import metrics
-
-    model, sae, hook = engine.model, engine.sae, engine.hooks.hook
-    dtype = sae.W_enc.dtype
-    where = keep.unsqueeze(-1)
-
-    def replace_sae(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        flat = act.flatten(2) if act.ndim > 3 else act
-        feats = sae.encode(flat.to(dtype))
-        recon = decode(sae, feats.reshape(-1, feats.shape[-1])).reshape(flat.shape).to(flat.dtype)
-        return torch.where(where, recon, flat).reshape(act.shape)
-
-    def replace_zero(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        flat = act.flatten(2) if act.ndim > 3 else act
-        return torch.where(where, torch.zeros_like(flat), flat).reshape(act.shape)
-
-    logits = {
-        "orig": model(tokens, attention_mask=mask),
-        "sae": model.run_with_hooks(tokens, attention_mask=mask, fwd_hooks=[(hook, replace_sae)]),
-        "zero": model.run_with_hooks(tokens, attention_mask=mask, fwd_hooks=[(hook, replace_zero)]),
-    }
-    lengths = mask.sum(-1).tolist()
-    ce: dict[str, list[torch.Tensor]] = {k: [] for k in logits}
-    kl = []
-    for row, n in enumerate(lengths):
-        if n < 3:
-            continue
-        for k, v in logits.items():
-            ce[k].append(metrics.cross_entropy(v[row, :n], tokens[row, :n]))
-        kl.append(metrics.kl_per_position(logits["orig"][row, 1 : n - 1], logits["sae"][row, 1 : n - 1]))
-    if kl:
-        stats.add_loss({k: torch.cat(v) for k, v in ce.items()}, torch.cat(kl))

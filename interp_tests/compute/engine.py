@@ -385,36 +385,29 @@ class SaeEngine:
 
     @_no_grad_method
     def _losses(self, texts: list[str]) -> None:
+        """Per-prediction CE (clean, SAE, zero) and KL of texts: one clean forward per batch, the SAE's
+        reconstruction and the zero ablation spliced in from the hook's block (losses.py); BOS is never replaced."""
+        from .losses import LossBatch, clean_forward, input_hooks, spliced_logits
 
-        from . import metrics
-
-        check_hook(self.model, self.hooks.hook)
+        hook = self.hooks.hook
+        check_hook(self.model, hook)
         ids = [self.hooks.tokens(t) for t in texts]
         vocab = int(self.model.cfg.d_vocab_out)
         budget = max(self.model.cfg.n_ctx, self.hooks.batch_tokens * 8192 // max(vocab, 8192))
         sae = self.sae
-        dtype = sae.W_enc.dtype
-
-        def replace_sae(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            out = act.clone()
-            out[:, 1:] = sae.decode(sae.encode(act[:, 1:].to(dtype))).to(act.dtype)
-            return out
-
-        def replace_zero(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            out = act.clone()
-            out[:, 1:] = 0
-            return out
-
+        captured = input_hooks([hook], int(self.model.cfg.n_layers))
         for group in batches([len(i) for i in ids], budget):
             toks, mask = padded(self.model, [ids[i] for i in group])
-            logits = {
-                "orig": self.model(toks, attention_mask=mask),
-                "sae": self.model.run_with_hooks(toks, attention_mask=mask, fwd_hooks=[(self.hooks.hook, replace_sae)]),
-                "zero": self.model.run_with_hooks(toks, attention_mask=mask, fwd_hooks=[(self.hooks.hook, replace_zero)]),
-            }
+            keep = mask.bool()
+            keep[:, 0] = False  # BOS
+            logits, acts = clean_forward(self.model, captured, toks, mask)
+            batch = LossBatch.of(logits, toks, mask)
+            del logits
+            act = acts[hook]
+            x = (act.flatten(2) if act.ndim > 3 else act)[keep]
+            recon = decode(sae, sae.encode(x.to(sae.W_enc.dtype)))
+            sae_ce, kl = batch.ce_and_kl(spliced_logits(self.model, hook, acts, toks, mask, keep, recon))
+            zero_ce = batch.ce(spliced_logits(self.model, hook, acts, toks, mask, keep, None))
+            pieces = [batch.rows(v.cpu()) for v in (batch.clean_ce, sae_ce, zero_ce, kl)]
             for row, i in enumerate(group):
-                n = len(ids[i])
-                tok = ids[i].to(toks.device)
-                ce = {k: metrics.cross_entropy(v[row, :n], tok).cpu() for k, v in logits.items()}
-                kl = metrics.kl_per_position(logits["orig"][row, 1 : n - 1], logits["sae"][row, 1 : n - 1]).cpu()
-                self.loss_cache[texts[i]] = TextLoss(ce["orig"], ce["sae"], ce["zero"], kl)
+                self.loss_cache[texts[i]] = TextLoss(*(p[row] for p in pieces))
