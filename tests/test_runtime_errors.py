@@ -73,7 +73,7 @@ def test_nan_in_activations(pytester: pytest.Pytester) -> None:
         ("target:\n  model: no-such-model-xyz\n  sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}\n", "unknown model 'no-such-model-xyz'"),
         ("target:\n  model: tiny-stdlib\n  sae: {release: no-such-release, id: x}\n", "unknown SAE release 'no-such-release'"),
         ("target:\n  model: tiny-stdlib\n  sae: {release: tiny-stdlib-res, id: blocks.9.hook_resid_pre}\n", "bundled release 'tiny-stdlib-res' has no SAE id 'blocks.9.hook_resid_pre'; ids: blocks.1.hook_resid_pre"),
-        ("target:\n  model: tiny-stdlib\n  sae: {path: ../nowhere}\n", "no cfg.json there"),
+        ("target:\n  model: tiny-stdlib\n  sae: {path: ../nowhere}\n", "cannot load SAE: SAE directory"),
     ],
     ids=["unknown-model", "unknown-release", "unknown-bundled-id", "path-without-cfg"],
 )

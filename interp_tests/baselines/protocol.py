@@ -31,10 +31,11 @@ from ..checks.runner import CaseResult, check_key
 from ..checks.verdict import Value, Verdict, fmt
 from ..common.echo import echo
 from ..common.errors import InterpTestsError
-from ..common.files import write_text_atomic
+from ..common.files import AtomicSet, PartialCommit, PathError, checked_file
 from ..common.memo import Memo
 
 VERSION = 2
+MAX_BASELINE_BYTES = 1 << 30
 
 
 def baseline_path(case_file: Path) -> Path:
@@ -163,8 +164,12 @@ def _value(raw: Any) -> Value:
 def read(path: Path) -> BaselineFile:
     """A baseline file's entries ({} when there is none). A file that cannot be parsed raises
     InterpTestsError; a malformed entry is skipped and named in `problems`."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return BaselineFile(path, {})
+    try:
+        checked_file(path, "baseline", MAX_BASELINE_BYTES)
+    except PathError as exc:
+        raise InterpTestsError(f"{exc}: a baseline is a JSON file written by --interp-update") from None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -192,9 +197,8 @@ def read(path: Path) -> BaselineFile:
     return BaselineFile(path, entries, tuple(problems))
 
 
-def write_atomic(path: Path, case_file_name: str, entries: Entries) -> None:
-    """Write all entries to `path` at once: a temporary file in the same folder, fsync, then os.replace.
-    The file keeps its permission bits (a new one gets the umask's); an interrupted write leaves the old one."""
+def render(case_file_name: str, entries: Entries) -> str:
+    """A baseline file's text: every entry, sorted, as JSON."""
     data = {
         "version": VERSION,
         "case_file": case_file_name,
@@ -206,7 +210,17 @@ def write_atomic(path: Path, case_file_name: str, entries: Entries) -> None:
             for case_id, by_sae in sorted(entries.items())
         },
     }
-    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+    return json.dumps(data, indent=2, allow_nan=True) + "\n"
+
+
+def write_atomic(path: Path, case_file_name: str, entries: Entries) -> None:
+    """Write all entries to `path` at once (one file of the set `Baselines.finish` writes)."""
+    files = AtomicSet()
+    try:
+        files.add(path, render(case_file_name, entries))
+        files.commit()
+    finally:
+        files.discard()
 
 
 def expected_checks(spec: schema.CaseFileModel) -> dict[str, set[str]]:
@@ -301,6 +315,7 @@ class Baselines:
     drift: list[DriftRow] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     failed_writes: int = 0
+    interrupted: bool = False  # Ctrl-C while the baselines were being written (none was changed)
 
     def _file(self, path: Path) -> BaselineFile:
         return self.files.get(path, lambda: read(path))
@@ -367,11 +382,41 @@ class Baselines:
         self.records.setdefault(Path(payload["file"]), {}).setdefault(payload["case"], {})[payload["reference"]] = dict(payload)
         self.drift.extend(DriftRow(**row) for row in payload["drift"])
 
+    def _write_set(self, pending: list[tuple[Path, str, str]]) -> None:
+        """Every updated baseline file as one set: all temporaries first (a failure or Ctrl-C there leaves every
+        file as it was), then the renames with Ctrl-C held back; a rename that fails part way is reported with
+        the files that are new and those that are not."""
+        files = AtomicSet()
+        try:
+            for path, text, _ in pending:
+                try:
+                    files.add(path, text)
+                except (OSError, PathError) as exc:
+                    files.discard()
+                    self.failed_writes += 1
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    self.lines.append(f"interp-tests: cannot write baseline {path}: {reason} (make it a writable regular file or folder, then rerun with --interp-update)")
+                    self.lines.extend(f"interp-tests: baseline {other} NOT updated: baselines are written as a set, and {path} could not be (the file is unchanged)" for other, _, _ in pending if other != path)
+                    return
+        except KeyboardInterrupt:
+            files.discard()
+            self.interrupted = True
+            self.lines.extend(f"interp-tests: baseline {path} NOT updated: interrupted while the baselines were written (the file is unchanged)" for path, _, _ in pending)
+            return
+        try:
+            files.commit()
+        except PartialCommit as exc:
+            self.failed_writes += 1
+            self.lines.append(f"interp-tests: baselines only partly written: {exc}")
+            return
+        self.lines.extend(line for _, _, line in pending)
+
     def finish(self, complete: bool, promote: bool) -> list[str]:
         """At the end of the session: write what --interp-update recorded (only after a complete run), report
         stale entries. Returns the lines for the terminal summary."""
         from ..cases.casefile import load_case_file
 
+        pending: list[tuple[Path, str, str]] = []  # (baseline file, its new text, the line that says so)
         for case_file, by_case in sorted(self.records.items()):
             path = baseline_path(case_file)
             try:
@@ -398,14 +443,11 @@ class Baselines:
                     checks = as_reference(rec["checks"]) if rec["candidate"] else rec["checks"]
                     entries.setdefault(case_id, {})[label] = Entry(recorded_sae(rec["sae"], rec["candidate"], case_file.parent), checks, rec["features"])
                     n += len(rec["checks"])
-            try:
-                write_atomic(path, case_file.name, without_stale(entries, expected))
-            except OSError as exc:
-                self.failed_writes += 1
-                self.lines.append(f"interp-tests: cannot write baseline {path}: {exc.strerror or exc} (make the folder writable, then rerun with --interp-update)")
-                continue
             what = "promoted the candidate's values in" if promote else "updated"
             dropped = f", {len(gone)} stale entries removed" if gone else ""
             fixed = f", {len(current.problems)} malformed entries replaced or dropped" if current.problems else ""
-            self.lines.append(f"interp-tests: baseline {path} {what}: {n} values of {sum(len(b) for b in by_case.values())} tests{dropped}{fixed}")
+            written = f"interp-tests: baseline {path} {what}: {n} values of {sum(len(b) for b in by_case.values())} tests{dropped}{fixed}"
+            pending.append((path, render(case_file.name, without_stale(entries, expected)), written))
+        if pending:
+            self._write_set(pending)
         return self.lines

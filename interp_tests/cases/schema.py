@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..common.files import path_problem
 from ..common.hints import suggest
 
 
@@ -58,6 +59,36 @@ def _strings(value: Any) -> Any:
     raise ValueError("expected a non-empty list of strings")
 
 
+MAX_NAME_CHARS = 512  # a release, an SAE id, a model or hook name, a dataset name
+
+
+def _name(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("must not be empty")
+        if len(value) > MAX_NAME_CHARS:
+            raise ValueError(f"is {len(value):,} characters long, over the {MAX_NAME_CHARS} a name may have")
+        bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+        if bad is not None:
+            raise ValueError(f"holds the control character {bad!r}: a name is printable text")
+    return value
+
+
+def _path_text(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("must not be empty")
+        bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+        if bad is not None:
+            raise ValueError(f"holds the control character {bad!r}: a path is printable text")
+        problem = path_problem(value)
+        if problem:
+            raise ValueError(f"cannot be a path: it {problem}")
+    return value
+
+
+Name = Annotated[str, BeforeValidator(_name)]
+PathText = Annotated[str, BeforeValidator(_path_text)]
 Groups = Annotated[tuple[str, ...], BeforeValidator(_groups)]
 FeatureRef = Annotated[int | str, BeforeValidator(_feature)]
 Strings = Annotated[tuple[str, ...], BeforeValidator(_strings)]
@@ -379,9 +410,9 @@ class Case(Frozen):
 
 
 class SaeRef(Frozen):
-    release: str | None = None
-    id: str | None = None
-    path: str | None = None
+    release: Name | None = None
+    id: Name | None = None
+    path: PathText | None = None
 
     @model_validator(mode="after")
     def _form(self) -> SaeRef:
@@ -396,12 +427,49 @@ class SaeRef(Frozen):
         return self.path if self.path is not None else f"{self.release}/{self.id}"
 
 
+# TransformerLens `from_pretrained` options a case file (or a checkpoint's model_from_pretrained_kwargs) may set:
+# how the weights are processed, never where code or weights come from (no trust_remote_code, revision, hf_model)
+MODEL_KWARGS: dict[str, tuple[type, ...]] = {
+    "fold_ln": (bool,),
+    "center_writing_weights": (bool,),
+    "center_unembed": (bool,),
+    "fold_value_biases": (bool,),
+    "refactor_factored_attn_matrices": (bool,),
+    "default_prepend_bos": (bool,),
+    "default_padding_side": (str,),
+    "first_n_layers": (int,),
+}
+
+
+def model_kwargs_problem(kwargs: dict[str, Any]) -> str | None:
+    """Why these model kwargs are refused (a key outside MODEL_KWARGS, a value of the wrong type), or None."""
+    for key, value in kwargs.items():
+        if key not in MODEL_KWARGS:
+            return f"{key!r} is not passed to the model loader (allowed: {', '.join(MODEL_KWARGS)})"
+        types = MODEL_KWARGS[key]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            return f"{key!r} takes a {' or '.join(t.__name__ for t in types)}, got {type(value).__name__}"
+        if key == "default_padding_side" and value not in ("left", "right"):
+            return "'default_padding_side' is 'left' or 'right'"
+        if key == "first_n_layers" and isinstance(value, int) and not 1 <= value <= 10_000:
+            return "'first_n_layers' is a positive number of layers"
+    return None
+
+
+def _model_kwargs(value: Any) -> Any:
+    if isinstance(value, dict):
+        problem = model_kwargs_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
 class Target(Frozen):
-    model: Annotated[str, Field(min_length=1)]
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    model: Name
+    model_kwargs: Annotated[dict[str, Any], BeforeValidator(_model_kwargs)] = Field(default_factory=dict)
     sae: SaeRef | None = None
     saes: Annotated[tuple[SaeRef, ...], Field(min_length=1)] | None = None
-    hook: str | None = None
+    hook: Name | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -456,11 +524,11 @@ FeatureDef = Annotated[
 class CorpusSpec(Frozen):
     """A corpus as a text group: a local file (path, relative to the case file) or a Hugging Face dataset."""
 
-    path: Annotated[str, Field(min_length=1)] | None = None
-    dataset: Annotated[str, Field(min_length=1)] | None = None
+    path: PathText | None = None
+    dataset: Name | None = None
     bundled: Literal["tiny-stdlib-heldout"] | None = None  # a corpus shipped with interp-tests
-    split: Annotated[str, Field(min_length=1)] | None = None
-    field: Annotated[str, Field(min_length=1)] = "text"
+    split: Name | None = None
+    field: Name = "text"
     tokens: Annotated[int, Field(ge=1, le=10**10)] = 50_000
     context: Annotated[int, Field(ge=2, le=1_000_000)] = 128
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0

@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 
 from ..common.echo import clip, echo
 from ..common.errors import CaseFileError
+from ..common.files import PathError, checked_file
 
 KeyPath = tuple[str | int, ...]
 
@@ -464,10 +465,16 @@ def _reader_line(yaml: Any) -> int:
     return line + 1 if isinstance(line, int) else 1
 
 
+MAX_CASE_FILE_BYTES = 64 << 20  # a case file is text a person writes: 64 MB is far beyond any
+
+
 def load_yaml(path: Path, display: Path | None = None) -> Source:
     shown = display or path
     try:
+        checked_file(path, "case file", MAX_CASE_FILE_BYTES)
         raw = path.read_bytes()
+    except PathError as exc:
+        raise CaseFileError([f"{shown}:1: <file>: {exc}"]) from None
     except OSError as exc:
         raise CaseFileError([f"{shown}:1: <file>: cannot read the file: {clip(str(exc))}"]) from None
     try:

@@ -22,6 +22,19 @@ def echo(value: Any, limit: int = LIMIT) -> str:
     return _echo(value, limit, DEPTH)
 
 
+def visible(text: str, keep: str = "") -> str:
+    """`text` with every control character (C0, DEL, C1; tab and newline too, unless in `keep`) written as its
+    escape (`\\x1b`, `\\n`), so that nothing from a case file or a model reaches a terminal raw."""
+    if not any(_is_control(c) and c not in keep for c in text):
+        return text
+    return "".join(repr(c)[1:-1] if _is_control(c) and c not in keep else c for c in text)
+
+
+def _is_control(c: str) -> bool:
+    o = ord(c)
+    return o < 32 or 127 <= o < 160
+
+
 def clip(text: str, limit: int = 200) -> str:
     """`text` on one line and at most about `limit` characters (for text that is not a value, e.g. a library's message)."""
     text = " ".join(text.split())

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..common.errors import CaseError
+from ..common.files import PathError, checked_file
 
 if TYPE_CHECKING:
     import torch
@@ -102,8 +103,10 @@ def documents(spec: CorpusSpec, base: Path) -> Iterator[str]:
     if spec.dataset is not None:
         return _dataset_documents(spec.dataset, spec.dataset_split, spec.field)
     path = source_path(spec, base)
-    if not path.is_file():
-        raise CaseError(f"corpus file {path} does not exist (a corpus path is relative to the case file)")
+    try:
+        checked_file(path, "corpus file")
+    except PathError as exc:
+        raise CaseError(f"{exc} (a corpus path is relative to the case file)") from None
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return _jsonl_documents(path, spec.field)
@@ -118,7 +121,11 @@ BUNDLED_CORPORA = {"tiny-stdlib-heldout": Path(__file__).resolve().parent.parent
 def source_path(spec: CorpusSpec, base: Path) -> Path:
     if spec.bundled is not None:
         return BUNDLED_CORPORA[spec.bundled]
-    return (base / (spec.path or "")).resolve()
+    joined = base / (spec.path or "")
+    try:
+        return joined.resolve()
+    except (OSError, ValueError):  # a name the file system refuses: checked_file says why
+        return joined
 
 
 def shuffled(docs: Iterator[str], seed: int, pool: int = SHUFFLE_POOL) -> Iterator[str]:
@@ -181,8 +188,15 @@ class Corpus:
         if context > model.cfg.n_ctx:
             raise CaseError(f"corpus {self.label!r}: context {context} is longer than the model's context of {model.cfg.n_ctx}: lower `context:`")
 
+        from .engine import max_token_chars
+
+        # A window takes at most `context` tokens of a document: only a prefix of twice the characters that many
+        # tokens can stand for is tokenized (a 20 MB document costs what its first window needs). The tokens
+        # past the first `context` are never used, and tokenization only differs near the cut.
+        prefix = 2 * context * max_token_chars(tokenizer) + 1024
+
         def encode(text: str) -> list[int]:
-            return list(tokenizer.encode(text, add_special_tokens=False))
+            return list(tokenizer.encode(text[:prefix], add_special_tokens=False))
 
         return windows(shuffled(documents(self.spec, self.base), self.spec.seed), encode, int(bos), context, self.spec.tokens)
 

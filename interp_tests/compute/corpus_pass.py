@@ -64,12 +64,7 @@ def _windows_batches(engine: SaeEngine, corpus: Corpus) -> Any:
 def _activations(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """The hook activation [batch, pos, ...] at the tokens that count, checked against the SAE's width."""
     act = act.flatten(2) if act.ndim > 3 else act
-    d_in = int(engine.sae.cfg.d_in)
-    if act.shape[-1] != d_in:
-        raise CaseError(
-            f"width mismatch: the SAE {engine.label} takes d_in={d_in}, but hook {engine.hooks.hook!r} gives {act.shape[-1]}: "
-            "the SAE was trained on another model or hook"
-        )
+    engine.check_width(int(act.shape[-1]))
     return act[keep]
 
 

@@ -9,6 +9,7 @@ anything is stored, so every stored tensor covers exactly the tokens that count.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -111,8 +112,12 @@ class ModelCache:
         self.acts.setdefault(hook, {})
 
     def tokens(self, text: str) -> torch.Tensor:
-        """[n+1] token ids with BOS, checked against the model's context length."""
+        """[n+1] token ids with BOS, checked against the model's context length (a text too long to fit in
+        any tokenization is refused before it is tokenized)."""
         if text not in self.ids:
+            n_ctx = int(self.model.cfg.n_ctx)
+            if len(text) > n_ctx * max_token_chars(self.model.tokenizer):
+                raise CaseError(f"text {_short(text)} is {len(text):,} characters, more than the model's context of {n_ctx} tokens can hold: shorten it or split it")
             ids = self.model.to_tokens(text, prepend_bos=True, truncate=False)[0]
             check_length(text, int(ids.shape[0]), int(self.model.cfg.n_ctx))
             self.ids[text] = ids
@@ -273,6 +278,18 @@ def encode_and_decode(sae: Any, x: torch.Tensor, chunk_tokens: int) -> tuple[tor
     return torch.cat(feats), torch.cat(recon)
 
 
+@functools.lru_cache(maxsize=16)
+def max_token_chars(tokenizer: Any) -> int:
+    """The most characters one token can stand for: the longest token as the tokenizer writes it (byte-level
+    BPE writes one character per byte, so no token decodes to more characters than that). n_ctx times this
+    bounds a text that can fit in the context; 64 when the tokenizer cannot list its tokens."""
+    try:
+        vocab = tokenizer.get_vocab()
+        return max(max((len(str(tok)) for tok in vocab), default=1), 1)
+    except Exception:  # a tokenizer without a readable vocabulary: a generous bound
+        return 64
+
+
 def _short(text: str, width: int = 60) -> str:
     return repr(text if len(text) <= width else text[: width - 3] + "...")
 
@@ -323,6 +340,15 @@ class SaeEngine:
     def d_sae(self) -> int:
         return int(self.sae.cfg.d_sae)
 
+    def check_width(self, width: int) -> None:
+        """The hook's activation width (trailing dims flattened) must be the SAE's d_in."""
+        d_in = int(self.sae.cfg.d_in)
+        if width != d_in:
+            raise CaseError(
+                f"width mismatch: the SAE {self.label} takes d_in={d_in}, but hook {self.hooks.hook!r} of the model "
+                f"gives {width}: the SAE was trained on another model or hook (set target.hook or pick the matching SAE)"
+            )
+
     def want(self, texts: Iterable[str]) -> None:
         """Register texts to compute together with the next request (the suite's texts, up front)."""
         self.pending.update(texts)
@@ -350,14 +376,9 @@ class SaeEngine:
     def _encode(self, texts: list[str]) -> None:
         import torch
 
-        d_in = int(self.sae.cfg.d_in)
         raw = [self.hooks.acts[t][1:] for t in texts]  # BOS dropped here
-        width = raw[0].flatten(1).shape[-1] if raw else d_in
-        if width != d_in:
-            raise CaseError(
-                f"width mismatch: the SAE {self.label} takes d_in={d_in}, but hook {self.hooks.hook!r} of the model "
-                f"gives {width}: the SAE was trained on another model or hook (set target.hook or pick the matching SAE)"
-            )
+        if raw:
+            self.check_width(raw[0].flatten(1).shape[-1])
         lengths = [r.shape[0] for r in raw]
         flat = torch.cat(raw) if raw else torch.empty(0)
         f_all, r_all = encode_and_decode(self.sae, flat, self.encode_tokens)
@@ -405,6 +426,7 @@ class SaeEngine:
             del logits
             act = acts[hook]
             x = (act.flatten(2) if act.ndim > 3 else act)[keep]
+            self.check_width(int(x.shape[-1]))
             recon = decode(sae, sae.encode(x.to(sae.W_enc.dtype)))
             sae_ce, kl = batch.ce_and_kl(spliced_logits(self.model, hook, acts, toks, mask, keep, recon))
             zero_ce = batch.ce(spliced_logits(self.model, hook, acts, toks, mask, keep, None))

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cases.schema import model_kwargs_problem
 from ..common.errors import InputError, LoadError
+from ..common.files import PathError, checked_dir, checked_file
 from ..common.memo import Memo
 
 if TYPE_CHECKING:
@@ -127,13 +129,11 @@ class Registry:
 
             if spec.path is not None:
                 path = Path(spec.path)
-                if not (path / "cfg.json").is_file():
-                    raise LoadError(
-                        f"cannot load SAE from {str(path)!r}: no cfg.json there. A local SAE is a SAELens-format "
-                        "directory (cfg.json + sae_weights.safetensors), as written by sae.save_model(dir)"
-                    )
+                saelens_files(path)
                 try:
-                    return SAE.load_from_disk(str(path), device=self.device, dtype=self.dtype)
+                    return checked_sae(SAE.load_from_disk(str(path), device=self.device, dtype=self.dtype), str(path / "cfg.json"))
+                except LoadError:
+                    raise
                 except Exception as exc:  # third-party loader: any failure becomes one clear message
                     raise LoadError(f"cannot load SAE from {str(path)!r}: {_reason(exc)}") from None
             assert spec.release is not None and spec.id is not None
@@ -160,7 +160,9 @@ class Registry:
                 shown = ", ".join(ids[:8]) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "")
                 raise LoadError(f"release {spec.release!r} has no SAE id {spec.id!r}; ids: {shown}")
             try:
-                return SAE.from_pretrained(spec.release, spec.id, device=self.device, dtype=self.dtype)
+                return checked_sae(SAE.from_pretrained(spec.release, spec.id, device=self.device, dtype=self.dtype), f"{spec.release}/{spec.id}")
+            except LoadError:
+                raise
             except Exception as exc:  # hub, cache or format failures
                 where = ""
                 try:
@@ -179,9 +181,16 @@ class Registry:
         return self.models.get(key, lambda: self._counted(f"model:{name}", self._load_model(name, kwargs)))
 
     def model_for_sae(self, name: str, sae: SAE[Any], kwargs: dict[str, Any] | None) -> HookedTransformer:
-        """The target's model; kwargs default to the SAE's own model_from_pretrained_kwargs."""
+        """The target's model; kwargs default to the SAE's own model_from_pretrained_kwargs, which pass only
+        when every key is one the schema allows (MODEL_KWARGS: never trust_remote_code and the like)."""
         if kwargs is None or kwargs == {}:
             kwargs = {} if name in BUNDLED_MODELS else dict(sae.cfg.metadata.model_from_pretrained_kwargs or {})
+            problem = model_kwargs_problem(kwargs)
+            if problem:
+                raise LoadError(
+                    f"the SAE's config asks for model_from_pretrained_kwargs that interp-tests does not pass on: {problem}; "
+                    "set target.model_kwargs in the case file to load the model without them"
+                )
         return self.model(name, kwargs)
 
     def _load_model(self, name: str, kwargs: dict[str, Any]) -> HookedTransformer:
@@ -209,6 +218,50 @@ def read_only(module: Any) -> Any:
     for p in module.parameters():
         p.requires_grad_(False)
     return module
+
+
+MAX_CONFIG_BYTES = 16 << 20  # an SAE's cfg.json
+MAX_WEIGHTS_BYTES = 1 << 40  # an SAE's weights file (1 TB)
+SAELENS_FILES = ("cfg.json", "sae_weights.safetensors")
+
+
+def saelens_files(path: Path) -> tuple[Path, Path]:
+    """(cfg.json, sae_weights.safetensors) of a SAELens-format SAE directory, each checked to be a regular file
+    within its size limit; else one LoadError that says what was expected and what the directory holds."""
+    try:
+        checked_dir(path, "SAE directory")
+    except PathError as exc:
+        raise LoadError(f"cannot load SAE: {exc}") from None
+    missing = [name for name in SAELENS_FILES if not os.path.lexists(path / name)]
+    if missing:
+        try:
+            found = sorted(p.name for p in path.iterdir())
+        except OSError:
+            found = []
+        shown = ", ".join(found[:12]) + (f", ... ({len(found)} in all)" if len(found) > 12 else "") if found else "nothing"
+        raise LoadError(
+            f"cannot load SAE from {str(path)!r}: no {' or '.join(missing)} there (it holds {shown}). A local SAE is a "
+            "SAELens-format directory (cfg.json + sae_weights.safetensors), as written by sae.save_model(dir)"
+        )
+    try:
+        return checked_file(path / "cfg.json", "SAE config", MAX_CONFIG_BYTES), checked_file(path / "sae_weights.safetensors", "SAE weights", MAX_WEIGHTS_BYTES)
+    except PathError as exc:
+        raise LoadError(f"cannot load SAE: {exc}") from None
+
+
+MAX_D_SAE = 1 << 26  # 67M features: far past any SAE trained so far
+
+
+def checked_sae(sae: SAE[Any], where: str) -> SAE[Any]:
+    """An SAE whose config the checks can run on: positive widths, and a TopK `k` within [1, d_sae]."""
+    cfg = sae.cfg
+    d_in, d_sae = int(getattr(cfg, "d_in", 0)), int(getattr(cfg, "d_sae", 0))
+    if not (0 < d_in <= MAX_D_SAE and 0 < d_sae <= MAX_D_SAE):
+        raise LoadError(f"SAE {where}: d_in {d_in} and d_sae {d_sae} must be positive widths (at most {MAX_D_SAE:,}): check its config")
+    k = getattr(cfg, "k", None)
+    if k is not None and not (isinstance(k, int) and 1 <= k <= d_sae):
+        raise LoadError(f"SAE {where}: its TopK k is {k!r}, outside [1, d_sae = {d_sae}]: check its config's k")
+    return sae
 
 
 REGISTRY_KEYS = {"l0": "l0", "explained_variance": "variance_explained"}  # our name -> pretrained_saes.yaml's

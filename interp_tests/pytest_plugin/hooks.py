@@ -6,15 +6,19 @@ import argparse
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from ..cases.plan import corpora_read, corpora_with_loss
+from ..common.echo import visible
 from ..common.errors import InterpTestsError
 from ..run import options as opts
 from ..run.session import Session
 from .items import STATE, CaseFile, CaseItem
+
+if TYPE_CHECKING:
+    from ..cases.discovery import NamedPaths
 
 T = TypeVar("T")
 
@@ -120,14 +124,35 @@ def named_args(config: pytest.Config) -> list[str]:
 
 
 COLLECTED = pytest.StashKey[set[Path]]()  # every case file collected, valid or not, whatever -k selects
+NAMED = pytest.StashKey["NamedPaths"]()
+
+
+def named(config: pytest.Config) -> NamedPaths:
+    """The command line's paths and the interp_cases directories, resolved once per session."""
+    from ..cases.discovery import NamedPaths
+
+    if NAMED not in config.stash:
+        dirs = [(config.rootpath / d).resolve() for d in config.getini("interp_cases")]
+        config.stash[NAMED] = NamedPaths.of(config.invocation_params.dir, named_args(config), dirs)
+    return config.stash[NAMED]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A directory that holds several paths named on the command line is collected once: pytest re-collects
+    the directory of each file named in it, which made naming n files cost n^2 file visits."""
+    if named(parent.config).parents[path.resolve()] < 2:
+        return None
+    from .collectors import collected_once
+
+    return collected_once(path, parent)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
     from ..cases.discovery import is_case_file
 
     config = parent.config
-    dirs = [(config.rootpath / d).resolve() for d in config.getini("interp_cases")]
-    if not is_case_file(file_path, config.invocation_params.dir, named_args(config), dirs):
+    if not is_case_file(file_path, named(config)):
         return None
     config.stash.setdefault(COLLECTED, set()).add(file_path)
     if file_path.resolve().is_relative_to(config.rootpath.resolve()):
@@ -157,7 +182,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from ..cases.discovery import empty_directories
 
     collected = session.config.stash.get(COLLECTED, set())
-    for line in empty_directories(session.config.invocation_params.dir, named_args(session.config), collected):
+    for line in empty_directories(named(session.config).dirs, collected):
         session.config.issue_config_time_warning(pytest.PytestConfigWarning(line), stacklevel=2)
 
 
@@ -169,7 +194,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.interp = item.interp  # plain data in report.__dict__: xdist ships it to the controller
         notes = item.interp["result"].get("notes") or []
         if notes:
-            report.sections.append(("interp-tests", "\n".join(notes)))
+            report.sections.append(("interp-tests", "\n".join(visible(n) for n in notes)))
 
 
 class ReportRelay:
@@ -204,27 +229,38 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # an xdist worker: the controller owns the baseline files
     state = session.config.stash[STATE]
     complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
-    unused = state.unused_overrides()  # first: a promotion that replaced nothing writes nothing
-    failed = state.run.finish(complete and not unused, state.options.update and bool(state.options.overrides))
-    failed |= unused
-    markdown = session.config.getoption("interp_md")
-    if markdown:
-        failed |= state.run.write_markdown(session.config.invocation_params.dir / markdown, state.summary())
-    report = session.config.getoption("interp_html")
-    if report:
-        failed |= state.run.write_html(session.config.invocation_params.dir / report, state.summary())
+    try:
+        unused = state.unused_overrides()  # first: a promotion that replaced nothing writes nothing
+        failed = state.run.finish(complete and not unused, state.options.update and bool(state.options.overrides))
+        failed |= unused
+        for option, write in (("interp_md", state.run.write_markdown), ("interp_html", state.run.write_html)):
+            given = session.config.getoption(option)
+            if given:
+                failed |= write(output_path(given, session.config.invocation_params.dir), state.summary())
+    except KeyboardInterrupt:  # Ctrl-C while the reports were written: what was written is said, no traceback
+        state.run.finished.append("interp-tests: interrupted while writing the reports")
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        return
+    if state.baselines.interrupted:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        return
     if session.config.getoption("interp_prefetch") and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK  # nothing was meant to run
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a file that could not be written fails the run
 
 
+def output_path(given: str, cwd: Path) -> Path | str:
+    """An output option's value: `-` is standard output, anything else a path from where pytest ran."""
+    return given if given == "-" else cwd / given
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[STATE]
     for line in [*state.prefetched, *state.summary()]:
-        terminalreporter.write_line(line)
+        terminalreporter.write_line(visible(line))
     for line, color in state.run.lines():
-        terminalreporter.write_line(line, **({color: True} if color else {}))
+        terminalreporter.write_line(visible(line), **({color: True} if color else {}))
 
 
 # ----------------------------------------------------------------------------- fixtures

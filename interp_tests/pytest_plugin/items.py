@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ..cases.plan import CasePlan, resolve_sae
+from ..common.echo import visible
 from ..common.errors import CaseFileError, InterpTestsError
 from ..run.session import Session
 
@@ -30,8 +31,9 @@ def display(path: Path, cwd: Path) -> Path:
 
 
 def item_name(case_id: str) -> str:
-    """A case id as a pytest node name: `::` would split a node id, so it is written `:_:`."""
-    return case_id.replace("::", ":_:")
+    """A case id as a pytest node name: `::` would split a node id, so it is written `:_:`; control characters
+    are written as escapes (`\\x1b`), so that no id reaches the terminal raw."""
+    return visible(case_id.replace("::", ":_:"))
 
 
 class CaseFile(pytest.File):
@@ -41,13 +43,17 @@ class CaseFile(pytest.File):
         shown = display(self.path, self.config.invocation_params.dir)
         try:
             spec = load_case_file(self.path, shown)
+            items = list(self._items(spec))
         except CaseFileError as exc:
             yield InvalidCaseFile.from_parent(self, name="<case file>", problem=str(exc))
             return
         except Exception as exc:  # a bug must not stop the other files: report it as this file's error
-            problem = f"{shown}:1: <file>: internal error {type(exc).__name__}: {str(exc)[:300]} (a bug in interp-tests: please report it with this file)"
+            problem = f"{shown}:1: <file>: internal error {type(exc).__name__}: {visible(str(exc)[:300])} (a bug in interp-tests: please report it with this file)"
             yield InvalidCaseFile.from_parent(self, name="<case file>", problem=problem)
             return
+        yield from items
+
+    def _items(self, spec: Any) -> Iterator[CaseItem]:
         state = self.config.stash[STATE]
         saes = spec.model.target.sae_list
         for i, case in enumerate(spec.model.cases):
@@ -106,14 +112,15 @@ class CaseItem(pytest.Item):
         if isinstance(exc, InterpTestsError):
             msg = str(exc)
             prefix = "" if msg.startswith(str(self.plan.case_file.path)) else f"{self.plan.where}: "
-            return f"{prefix}case {self.plan.case_id!r} on {label}: {msg}"
+            return visible(f"{prefix}case {self.plan.case_id!r} on {label}: {msg}", keep="\n")
         if self.config.getoption("fulltrace", False):
             return str(super().repr_failure(excinfo))
-        return (
+        return visible(
             f"{self.plan.where}: case {self.plan.case_id!r} on {label}: internal error {type(exc).__name__}: {exc}\n"
-            "(this is a bug in interp-tests or its libraries; rerun with --full-trace for the Python traceback)"
+            "(this is a bug in interp-tests or its libraries; rerun with --full-trace for the Python traceback)",
+            keep="\n",
         )
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, self.plan.case_file.line("cases", self.plan.index) - 1, f"case {self.plan.case_id} [{self.plan.target.label}]"
+        return self.path, self.plan.case_file.line("cases", self.plan.index) - 1, visible(f"case {self.plan.case_id} [{self.plan.target.label}]")
 

@@ -19,6 +19,7 @@ from typing import Any
 from ..baselines.protocol import DriftRow, failures_first
 from ..checks.runner import CaseResult, result_from_json
 from ..checks.verdict import Heatmap, Table, Value, Verdict, fmt, short
+from ..common.echo import visible
 
 MAX_HEATMAPS = 8  # texts per verdict shown as heatmaps (a verdict keeps up to feature_checks.MAX_HEATMAPS)
 MAX_TOKENS = 300  # tokens per heatmap
@@ -79,7 +80,8 @@ SCRIPT = """
 
 
 def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped, control characters (other than tab and newline) written as escapes (`\\x1b`)."""
+    return html.escape(visible(str(value), keep="\t\n"), quote=True)
 
 
 def render_html(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], session_lines: Sequence[str], title: str = "interp-tests report") -> str:

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from ..baselines.protocol import DriftRow, failures_first
 from ..checks.verdict import Value, fmt
+from ..common.echo import visible
 
 MAX_ROWS = 200
 
 
+MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>!|~&#])")  # what Markdown could read as markup, or a table as a cell edge
+
+
 def _cell(value: Value) -> str:
     text = fmt(value) if not isinstance(value, str) else repr(value if len(value) <= 60 else value[:57] + "...")
-    return text.replace("|", "\\|").replace("\n", "\\n")
+    return _text(text)
 
 
 def _code(text: str) -> str:
     """A code span in a table cell: GitHub's tables split cells at any `|` not written `\\|`, in code too."""
-    return "`" + str(text).replace("`", "'").replace("\n", " ").replace("|", "\\|") + "`"
+    return "`" + visible(str(text)).replace("`", "'").replace("|", "\\|") + "`"
 
 
 def _text(text: str) -> str:
-    return str(text).replace("\n", " ").replace("|", "\\|")
+    """Text outside code spans: on one line, control characters escaped, Markdown's punctuation backslashed
+    (`<script>`, `[link](x)`, `![img](y)`, `*`, `_` and `|` show as written)."""
+    return MARKDOWN_PUNCTUATION.sub(r"\\\1", visible(str(text).replace("\n", " ")))
 
 
 def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], session_lines: Sequence[str]) -> str:
@@ -34,7 +41,7 @@ def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow]
         f"**{len(results) - len(failed)} of {len(results)} cases passed**" + (f", {len(failed)} failed" if failed else ""),
         "",
     ]
-    lines.extend(f"- {line.removeprefix('interp-tests: ')}" for line in session_lines)
+    lines.extend(f"- {_text(line.removeprefix('interp-tests: '))}" for line in session_lines)
     if failed:
         lines += ["", "### Failed cases", "", "| case | SAE | check | where | observed | expected |", "| --- | --- | --- | --- | --- | --- |"]
         for r in failed:

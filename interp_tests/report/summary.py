@@ -3,6 +3,7 @@ and the lines of the terminal summary. Mutable session state, no pytest here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,30 +32,33 @@ class RunSummary:
         self.finished.extend(self.baselines.finish(complete, promote))
         return self.baselines.failed_writes > 0
 
-    def write_markdown(self, path: Path, session_lines: list[str]) -> bool:
+    def write_markdown(self, path: Path | str, session_lines: list[str]) -> bool:
         """Write the Markdown summary; True when it could not be written (the reason joins the summary)."""
-        from ..common.files import write_text_atomic
         from .markdown import render_markdown
 
-        try:
-            write_text_atomic(path, render_markdown(self.results, self.baselines.drift, session_lines))
-        except OSError as exc:
-            self.finished.append(f"interp-tests: cannot write {path}: {exc.strerror or exc}")
-            return True
-        self.finished.append(f"interp-tests: Markdown summary written to {path}")
-        return False
+        return self._write("Markdown summary", path, lambda: render_markdown(self.results, self.baselines.drift, session_lines))
 
-    def write_html(self, path: Path, session_lines: list[str]) -> bool:
+    def write_html(self, path: Path | str, session_lines: list[str]) -> bool:
         """Write the self-contained HTML report; True when it could not be written (the reason joins the summary)."""
-        from ..common.files import write_text_atomic
         from .html import render_html
 
+        return self._write("HTML report", path, lambda: render_html(self.results, self.baselines.drift, session_lines))
+
+    def _write(self, what: str, path: Path | str, render: Callable[[], str]) -> bool:
+        """A report file written with `common.files.write_output` (atomically onto a regular file or a new path,
+        directly onto a device or FIFO, `-` to standard output); True, and the reason, when it could not be."""
+        from ..common.errors import InterpTestsError
+        from ..common.files import write_output
+
         try:
-            write_text_atomic(path, render_html(self.results, self.baselines.drift, session_lines))
+            where = write_output(path, render(), what)
+        except InterpTestsError as exc:
+            self.finished.append(f"interp-tests: cannot write the {what}: {exc}")
+            return True
         except OSError as exc:
             self.finished.append(f"interp-tests: cannot write {path}: {exc.strerror or exc}")
             return True
-        self.finished.append(f"interp-tests: HTML report written to {path}")
+        self.finished.append(f"interp-tests: {what} written to {where}")
         return False
 
     def lines(self) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..checks.runner import CaseResult
 from ..checks.verdict import MAX_ROWS, Table, Verdict, fmt
+from ..common.echo import visible
 
 
 def table_lines(table: Table, indent: str = "      ", max_rows: int = MAX_ROWS) -> list[str]:
@@ -54,4 +55,4 @@ def render(result: CaseResult) -> str:
     for v in result.all_verdicts:
         lines.extend(verdict_lines(v))
     lines.extend(f"  note: {n}" for n in result.notes)
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)  # control characters of ids and names: escaped
