@@ -409,6 +409,11 @@ class Baselines:
             self.failed_writes += 1
             self.lines.append(f"interp-tests: baselines only partly written: {exc}")
             return
+        except KeyboardInterrupt:  # held until every rename was done: the set is new
+            self.interrupted = True
+            self.lines.extend(line for _, _, line in pending)
+            self.lines.append("interp-tests: interrupted after the baselines were written (every file above is new)")
+            return
         self.lines.extend(line for _, _, line in pending)
 
     def finish(self, complete: bool, promote: bool) -> list[str]:

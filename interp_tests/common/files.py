@@ -166,7 +166,7 @@ def write_output(path: Path | str, text: str, what: str = "output") -> str:
     """Write `text` to `path` (see the module's docstring); returns where it went, in words. Raises PathError
     for a path that cannot be written to, OSError for a write that fails (a full disk, say)."""
     if str(path) == "-":
-        sys.stdout.write(text)
+        sys.stdout.write("\n" + text)  # on a line of its own, after whatever the terminal shows
         sys.stdout.flush()
         return "standard output"
     target, atomic = output_target(Path(path), what)
@@ -198,18 +198,24 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block ends (in the main thread; elsewhere nothing is held)."""
+    """SIGINT and SIGTERM that arrive inside the block take effect when it ends (in the main thread; elsewhere
+    nothing is held). Their handlers are swapped for ones that only note the signal: a thread mask would not
+    do, since any thread (torch's among them) may receive a process-directed signal."""
     import threading
 
-    held = {signal.SIGINT, signal.SIGTERM}
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    arrived: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: arrived.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in dict.fromkeys(arrived):
+            os.kill(os.getpid(), signum)  # delivered now, to the handlers that were there before
 
 
 @dataclass

@@ -219,6 +219,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return CaseModelScheduling(config, log)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> Generator[None, None, None]:
+    """pytest formats the interrupted traceback; a Ctrl-C that lands inside an import (the first case imports
+    TransformerLens and SAELens) leaves a frame without a line number, and that formatting raises TypeError
+    inside pytest. The run is reported as interrupted all the same, without that traceback."""
+    try:
+        return (yield)
+    except TypeError:
+        return None
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     o = config.stash[STATE].options
     return f"interp-tests: device={o.device} dtype={o.dtype}" + (" offline" if o.offline else "")

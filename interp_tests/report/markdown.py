@@ -13,7 +13,8 @@ from ..common.echo import visible
 MAX_ROWS = 200
 
 
-MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>!|~&#])")  # what Markdown could read as markup, or a table as a cell edge
+# what Markdown could read as markup, or a table as a cell edge (`_` inside a word, as in hook_resid_pre, is not)
+MARKDOWN_PUNCTUATION = re.compile(r"([\\`*\[\]<>!|~&#]|(?<!\w)_|_(?!\w))")
 
 
 def _cell(value: Value) -> str:
