@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from interp_tests.common.echo import echo
+
 from .helpers import ROOT
 
 SEEDS = [p.read_text() for p in sorted((ROOT / "cases").rglob("*.yaml"))]
@@ -98,3 +100,66 @@ def test_ten_thousand_mutated_case_files(tmp_path: Path) -> None:
     start = time.perf_counter()
     loaded, rejected = check_inputs(n, seed=int(os.environ.get("INTERP_FUZZ_SEED", "1")), tmp_path=tmp_path)
     print(f"fuzz: {n} inputs, {loaded} loaded, {rejected} rejected cleanly, 0 internal errors, {time.perf_counter() - start:.1f} s")
+
+
+# ----------------------------------------------------------------------------- runs, not only reading
+def fuzzed_runs(pytester: pytest.Pytester, n_files: int, seed: int, batch: int = 200) -> tuple[int, int]:
+    """`n_files` structurally fuzzed case files run through pytest in batches; returns (runs, outcomes seen)."""
+    from .fuzzing import judge, mutated_case_file, seeds, write_batch
+
+    rng = random.Random(seed)
+    base = seeds()
+    runs = 0
+    for start in range(0, n_files, batch):
+        texts = [mutated_case_file(rng, base) for _ in range(min(batch, n_files - start))]
+        paths = write_batch(pytester.path / f"batch{start}", texts)
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q", *(str(p) for p in paths))
+        outcome = judge(result.stdout.str() + result.stderr.str(), int(result.ret))
+        runs += 1
+        if outcome.internal:
+            culprit = next((t for p, t in zip(paths, texts) if p.name in outcome.why), "\n---\n".join(texts[:3]))
+            raise AssertionError(f"batch at {start} (seed {seed}): {outcome.why}\n--- input ---\n{culprit[:3000]}")
+    return runs, n_files
+
+
+def fuzzed_command_lines(pytester: pytest.Pytester, n: int, seed: int) -> int:
+    from .fuzzing import fuzzed_command_line, judge, seeds, write_batch
+
+    import yaml
+
+    rng = random.Random(seed)
+    suite = write_batch(pytester.path / "suite", [yaml.safe_dump(s, sort_keys=False) for s in seeds()])
+    for k in range(n):
+        args = fuzzed_command_line(rng)
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *args, *(str(p) for p in suite))
+        outcome = judge(result.stdout.str() + result.stderr.str(), int(result.ret))
+        assert not outcome.internal, f"command line {k} (seed {seed}): {echo(args, 200)}: {outcome.why}"
+    return n
+
+
+def test_fuzzed_case_files_run_without_internal_errors(pytester: pytest.Pytester) -> None:
+    """Every string field huge, empty, NUL-holding or path-like, every number huge, negative or non-finite: a run
+    of them (one pytest session, as a user's CI would run them) has no internal error and is not stopped."""
+    fuzzed_runs(pytester, 40, seed=0, batch=40)
+
+
+def test_fuzzed_command_lines_give_no_internal_error(pytester: pytest.Pytester) -> None:
+    fuzzed_command_lines(pytester, 12, seed=0)
+
+
+@pytest.mark.fuzz
+def test_ten_thousand_fuzzed_case_files_run(pytester: pytest.Pytester) -> None:
+    """Deselected unless `-m fuzz`: INTERP_FUZZ_RUN_N files (default 10,000) in runs of 200."""
+    n = int(os.environ.get("INTERP_FUZZ_RUN_N", "10000"))
+    start = time.perf_counter()
+    runs, files = fuzzed_runs(pytester, n, seed=int(os.environ.get("INTERP_FUZZ_SEED", "1")))
+    print(f"fuzz: {files} fuzzed case files in {runs} runs, 0 internal errors, {time.perf_counter() - start:.1f} s")
+
+
+@pytest.mark.fuzz
+def test_a_thousand_fuzzed_command_lines(pytester: pytest.Pytester) -> None:
+    """Deselected unless `-m fuzz`: INTERP_FUZZ_CLI_N command lines (default 1,000)."""
+    n = int(os.environ.get("INTERP_FUZZ_CLI_N", "1000"))
+    start = time.perf_counter()
+    fuzzed_command_lines(pytester, n, seed=int(os.environ.get("INTERP_FUZZ_SEED", "1")))
+    print(f"fuzz: {n} fuzzed command lines, 0 internal errors, {time.perf_counter() - start:.1f} s")

@@ -79,7 +79,7 @@ def bench_tokens(config: pytest.Config) -> tuple[int, ...]:
 def _targets(config: pytest.Config) -> list[BenchTarget]:
     if TARGETS not in config.stash:
         dirs = [config.rootpath / d for d in config.getini("interp_cases")]
-        config.stash[TARGETS] = case_targets(dirs, config.stash[STATE].target)  # what interp_session.target resolves
+        config.stash[TARGETS] = case_targets(dirs, config.stash[STATE].targets)  # what interp_session.target resolves
     return config.stash[TARGETS]
 
 

@@ -59,15 +59,16 @@ class BenchTarget:
 BUILTIN_TARGET = BenchTarget(BUILTIN, None, ("built-in",), False)
 
 
-def case_targets(case_dirs: Sequence[Path], resolve: Callable[[Target, SaeRef], TargetKey]) -> list[BenchTarget]:
+def case_targets(case_dirs: Sequence[Path], resolve: Callable[[Target, SaeRef], list[TargetKey]]) -> list[BenchTarget]:
     """The built-in target, then every distinct target of the valid case files under `case_dirs`.
 
-    `resolve` is the session's `target`: the key a case runs against, the `--interp-sae` candidate in place
-    of the file's SAE when one is given (case files that name different SAEs then share one target). A
+    `resolve` is the session's `targets`: the keys a case runs against, the `--interp-sae` candidates in place
+    of the file's SAE when they are given (case files that name different SAEs then share one target). A
     target needs the hub when its model or SAE release is neither bundled nor a local path. Files that do
     not load are skipped here: the YAML cases report them.
     """
     from ..cases.casefile import load_case_file
+    from ..cases.plan import resolve_sae
     from ..compute.registry import BUNDLED_MODELS, BUNDLED_RELEASES
 
     found: dict[TargetKey, tuple[TargetKey, list[str]]] = {}  # what runs -> (the first full key, sources)
@@ -80,8 +81,8 @@ def case_targets(case_dirs: Sequence[Path], resolve: Callable[[Target, SaeRef], 
                 continue
             target = cf.model.target
             for ref in target.sae_list:
-                key = resolve(target, ref)
-                found.setdefault(dataclasses.replace(key, reference=None), (key, []))[1].append(str(path))
+                for key in resolve(target, resolve_sae(ref, path.parent)):
+                    found.setdefault(dataclasses.replace(key, reference=None, name="", only_at=None), (key, []))[1].append(str(path))
     out = [BUILTIN_TARGET]
     for key, sources in found.values():
         hub = key.model not in BUNDLED_MODELS or (key.sae.path is None and key.sae.release not in BUNDLED_RELEASES)

@@ -23,6 +23,8 @@ class TargetKey:
     sae: schema.SaeRef
     hook: str | None
     reference: schema.SaeRef | None = None  # the case file's SAE, when a candidate replaced it
+    name: str = ""  # the candidate's short label (`claims.yaml::case[NAME]`); "" for the case file's own SAE
+    only_at: str | None = None  # `--interp-sae HOOK=...`: the candidate replaces the SAE only where it reads HOOK
 
     @classmethod
     def of(cls, target: schema.Target, sae: schema.SaeRef) -> TargetKey:
@@ -30,7 +32,13 @@ class TargetKey:
 
     @property
     def label(self) -> str:
+        """The SAE that runs, in full (a local path, or RELEASE/ID): what baselines record."""
         return self.sae.label
+
+    @property
+    def checkpoint(self) -> str:
+        """The short name reports and the leaderboard show: a candidate's label, or the SAE's full label."""
+        return self.name or self.sae.label
 
     @property
     def reference_sae(self) -> schema.SaeRef:

@@ -29,6 +29,11 @@ class CaseResult:
     drift: tuple[Verdict, ...] = ()
     notes: tuple[str, ...] = ()  # what the report should say besides the verdicts
     matching: dict[str, float] = field(default_factory=dict)  # suite-level figures of a candidate's feature matching
+    checkpoint: str = ""  # the short label of the SAE that ran (a candidate's label, else the SAE's full label)
+    file: str = ""  # the case file, as the run names it
+    model: str = ""
+    hook: str = ""  # the hook the SAE read
+    error: str = ""  # why the case could not run at all (its model or SAE did not load, ...)
 
     @property
     def all_verdicts(self) -> tuple[Verdict, ...]:
@@ -36,7 +41,7 @@ class CaseResult:
 
     @property
     def ok(self) -> bool:
-        return all(v.ok for v in self.all_verdicts)
+        return not self.error and all(v.ok for v in self.all_verdicts)
 
 
 def check_key(index: int, name: str) -> str:
@@ -75,6 +80,20 @@ def run_case(plan: CasePlan, engine: SaeEngine, *, strict_identity: bool = False
         features=dict(resolver.resolved),
         notes=notes,
         matching={"mmcs": engine.matching.mmcs, "matched_fraction": engine.matching.matched_fraction} if candidate and engine.matching is not None else {},
+        checkpoint=plan.target.checkpoint,
+        file=str(plan.case_file.path),
+        model=plan.target.model,
+        hook=engine.hooks.hook,
+    )
+
+
+def unrunnable(plan: CasePlan, why: str) -> CaseResult:
+    """A case that could not run (its model or SAE did not load, ...): one failing verdict that says why."""
+    verdict = Verdict(check="target", where=plan.where, ok=False, expected="a model and an SAE that load", observed=None, summary=why, error=why)
+    return CaseResult(
+        case_id=plan.case_id, where=plan.where, sae=plan.target.label, reference=plan.reference_label,
+        candidate=plan.target.reference is not None, verdicts=(verdict,), checkpoint=plan.target.checkpoint,
+        file=str(plan.case_file.path), model=plan.target.model, hook=plan.target.hook or "", error=why,
     )
 
 

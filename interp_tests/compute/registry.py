@@ -249,6 +249,27 @@ def saelens_files(path: Path) -> tuple[Path, Path]:
         raise LoadError(f"cannot load SAE: {exc}") from None
 
 
+def declared_hook(ref: SaeRef) -> str | None:
+    """The hook an SAE reads, from its config without loading its weights (a bundled or local SAE's cfg.json),
+    or from its SAE id when that is a hook name (registry releases mostly name SAEs by hook); None when it
+    cannot be told without loading."""
+    import re
+
+    if ref.path is not None or ref.release in BUNDLED_RELEASES:
+        cfg_path = Path(ref.path) / "cfg.json" if ref.path is not None else BUNDLED_DIR / str(ref.release) / str(ref.id) / "cfg.json"
+        try:
+            cfg = json.loads(checked_file(cfg_path, "SAE config", MAX_CONFIG_BYTES).read_text(encoding="utf-8"))
+        except (PathError, OSError, ValueError):
+            return None
+        meta = cfg.get("metadata") if isinstance(cfg, dict) else None
+        hook = (meta or {}).get("hook_name") if isinstance(meta, dict) else None
+        hook = hook or (cfg.get("hook_name") if isinstance(cfg, dict) else None)
+        return hook if isinstance(hook, str) else None
+    if ref.id is not None and re.fullmatch(r"blocks\.\d+\.[\w.]*hook_\w+", ref.id):
+        return ref.id
+    return None
+
+
 MAX_D_SAE = 1 << 26  # 67M features: far past any SAE trained so far
 
 

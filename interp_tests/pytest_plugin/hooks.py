@@ -19,6 +19,7 @@ from .items import STATE, CaseFile, CaseItem
 
 if TYPE_CHECKING:
     from ..cases.discovery import NamedPaths
+    from ..run.candidates import Candidate
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-dtype", default=None, type=argument(opts.dtype_name), help=f"dtype for models and SAEs: {', '.join(opts.DTYPES)} (default float32). ini: interp_dtype")
     group.addoption("--interp-offline", action="store_true", default=None, help="never contact the model hub: use the local HF cache only (sets HF_HUB_OFFLINE=1), so a missing model fails at once")
     group.addoption("--interp-batch-tokens", type=argument(opts.positive_int), default=None, help="padded tokens per forward batch (default: 4096 on CPU, 65536 on CUDA)")
-    group.addoption("--interp-sae", action="append", default=[], metavar="[HOOK=]SPEC", help="run every case against this candidate SAE instead of the case file's (PATH to a SAELens-format directory, or RELEASE:ID); with HOOK=, only the targets at that hook. Repeatable")
+    group.addoption("--interp-sae", action="append", default=[], metavar="[HOOK=]SPEC", help="run every case on this candidate SAE instead of the case file's: a directory, a quoted glob of directories ('runs/*/final', sorted), or RELEASE:ID; with HOOK=, only where the case file's SAE reads HOOK. Repeat it for a sweep: each (case, candidate) is a test named case[LABEL]")
     group.addoption("--interp-update", action="store_true", default=False, help="record every observed value of the case files' own (reference) SAEs into <case file>.baseline.json (written atomically after a complete run)")
     group.addoption("--interp-promote", action="store_true", default=False, help="with --interp-sae and --interp-update: record the candidate's values as the new reference baseline")
     group.addoption("--interp-compare", action="store_true", default=False, help="compare every check with the reference's baseline: fail on drift beyond its tolerance, and on a missing baseline")
@@ -63,14 +64,19 @@ def pytest_configure(config: pytest.Config) -> None:
         from ..compute.registry import go_offline  # imports nothing heavy
 
         go_offline()
-    overrides = tuple(_override(v, config.invocation_params.dir) for v in config.getoption("interp_sae"))
+    candidates = _candidates(config.getoption("interp_sae"), config.invocation_params.dir)
     update, promote = config.getoption("interp_update"), config.getoption("interp_promote")
-    if update and overrides and not promote:
+    if promote and len(candidates) > 1:
+        raise pytest.UsageError(
+            f"--interp-promote makes one candidate the new reference, and this run has {len(candidates)} "
+            f"({', '.join(c.label for c in candidates[:6])}{', ...' if len(candidates) > 6 else ''}): give exactly one --interp-sae"
+        )
+    if update and candidates and not promote:
         raise pytest.UsageError(
             "--interp-update records the reference's values (the SAE each case file names), not a candidate's: "
             "drop --interp-sae to record the reference, or add --interp-promote to make the candidate the new reference"
         )
-    if promote and not (update and overrides):
+    if promote and not (update and candidates):
         raise pytest.UsageError("--interp-promote goes with --interp-sae CANDIDATE and --interp-update")
     config.stash[STATE] = Session(
         opts.Options(
@@ -78,7 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
             dtype=config.getoption("interp_dtype") or _dtype_ini(config),
             batch_tokens=config.getoption("interp_batch_tokens"),
             offline=bool(offline),
-            overrides=overrides,
+            candidates=candidates,
             update=update,
             compare=config.getoption("interp_compare"),
             tolerance=config.getoption("interp_tolerance"),
@@ -102,9 +108,11 @@ def _worker_index(config: pytest.Config) -> int | None:
     return int(digits) if digits else None
 
 
-def _override(value: str, cwd: Path) -> opts.Override:
+def _candidates(values: list[str], cwd: Path) -> tuple[Candidate, ...]:
+    from ..run.candidates import expand
+
     try:
-        return opts.parse_override(value, cwd)
+        return expand(values, cwd)
     except ValueError as exc:
         raise pytest.UsageError(f"--interp-sae: {exc}") from None
 
@@ -241,8 +249,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash[STATE]
     complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
     try:
-        unused = state.unused_overrides()  # first: a promotion that replaced nothing writes nothing
-        failed = state.run.finish(complete and not unused, state.options.update and bool(state.options.overrides))
+        unused = state.unused_candidates()  # first: a promotion that replaced nothing writes nothing
+        failed = state.run.finish(complete and not unused, state.options.update and bool(state.options.candidates))
         failed |= unused
         for option, write in (("interp_md", state.run.write_markdown), ("interp_html", state.run.write_html)):
             given = session.config.getoption(option)

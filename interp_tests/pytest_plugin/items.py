@@ -1,18 +1,17 @@
 """CaseFile(pytest.File) and CaseItem(pytest.Item): collect, runtest, repr_failure, reportinfo. Translation only:
-planning is `plan.py`, running `runner.py`, baselines `baseline.py`, rendering `report.py`."""
+which cases run on what is `run/plans.py`, running one is `run/session.py` `Session.run_plan`."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..cases.plan import CasePlan, resolve_sae
+from ..cases.plan import CasePlan
 from ..common.echo import visible
-from ..common.errors import CaseFileError, InterpTestsError
+from ..common.errors import CaseFileError
 from ..run.session import Session
 
 STATE = pytest.StashKey[Session]()
@@ -54,16 +53,12 @@ class CaseFile(pytest.File):
         yield from items
 
     def _items(self, spec: Any) -> Iterator[CaseItem]:
-        state = self.config.stash[STATE]
-        saes = spec.model.target.sae_list
-        for i, case in enumerate(spec.model.cases):
-            for ref in saes:
-                key = state.target(spec.model.target, resolve_sae(ref, self.path.parent))
-                plan = CasePlan(spec, i, key, self.path, ref.label)
-                name = item_name(case.id if len(saes) == 1 else f"{case.id}[{ref.label}]")
-                item = CaseItem.from_parent(self, name=name, plan=plan)
-                item.add_marker(pytest.mark.interp)  # with --dist loadgroup, scheduling.py groups the cases by model
-                yield item
+        from ..run.plans import case_plans
+
+        for name, plan in case_plans(self.config.stash[STATE], spec, self.path):
+            item = CaseItem.from_parent(self, name=item_name(name), plan=plan)
+            item.add_marker(pytest.mark.interp)  # with --dist loadgroup, scheduling.py groups the cases by model
+            yield item
 
 
 class InvalidCaseFile(pytest.Item):
@@ -87,40 +82,32 @@ class CaseItem(pytest.Item):
     def __init__(self, *, plan: CasePlan, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.plan = plan
-        self.interp: dict[str, Any] | None = None  # what the report carries (see plugin.pytest_runtest_makereport)
+        self.interp: dict[str, Any] | None = None  # what the report carries (see hooks.pytest_runtest_makereport)
 
     def runtest(self) -> None:
-        from ..checks.runner import result_to_json, run_case
-        from ..report.junit import junit_properties
-        from ..report.text import render
+        from ..run.session import NotThisHook
 
         state = self.config.stash[STATE]
-        engine = state.engine(self.plan.target)
-        result = run_case(self.plan, engine, strict_identity=state.options.compare)
-        drift, rows = state.baselines.compare(self.plan, result)
-        result = dataclasses.replace(result, drift=drift)
-        self.user_properties.extend(junit_properties(result))
-        self.interp = {"baseline": state.baselines.payload(self.plan, result, rows), "result": result_to_json(result)}
-        if not result.ok:
-            raise CaseFailed(render(result))
+        try:
+            record = state.run_plan(self.plan)
+        except NotThisHook as exc:
+            pytest.skip(str(exc))
+        self.user_properties.extend(record.junit)
+        self.interp = record.data
+        if not record.ok:
+            raise CaseFailed(visible(record.text, keep="\n"))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
         exc = excinfo.value
-        label = self.plan.target.label
         if isinstance(exc, CaseFailed):
             return str(exc)
-        if isinstance(exc, InterpTestsError):
-            msg = str(exc)
-            prefix = "" if msg.startswith(str(self.plan.case_file.path)) else f"{self.plan.where}: "
-            return visible(f"{prefix}case {self.plan.case_id!r} on {label}: {msg}", keep="\n")
         if self.config.getoption("fulltrace", False):
             return str(super().repr_failure(excinfo))
         return visible(
-            f"{self.plan.where}: case {self.plan.case_id!r} on {label}: internal error {type(exc).__name__}: {exc}\n"
+            f"{self.plan.where}: case {self.plan.case_id!r} on {self.plan.target.label}: internal error {type(exc).__name__}: {exc}\n"
             "(this is a bug in interp-tests or its libraries; rerun with --full-trace for the Python traceback)",
             keep="\n",
         )
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, self.plan.case_file.line("cases", self.plan.index) - 1, visible(f"case {self.plan.case_id} [{self.plan.target.label}]")
-
+        return self.path, self.plan.case_file.line("cases", self.plan.index) - 1, visible(f"case {self.plan.case_id} [{self.plan.target.checkpoint}]")

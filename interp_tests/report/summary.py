@@ -23,7 +23,8 @@ class RunSummary:
 
     def absorb(self, interp: dict[str, Any]) -> None:
         """A finished case's report data (from this process or an xdist worker)."""
-        self.baselines.absorb(interp["baseline"])
+        if interp.get("baseline") is not None:  # a case that could not run records nothing
+            self.baselines.absorb(interp["baseline"])
         self.results.append(interp["result"])
         self.index_bound.extend(n for n in interp["result"].get("notes") or () if n not in self.index_bound)
 

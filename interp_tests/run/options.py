@@ -1,4 +1,4 @@
-"""Option values: their strict parsers, the session's `Options`, and `--interp-sae` overrides. No pytest here.
+"""Option values: their strict parsers and the session's `Options` (candidates: `candidates.py`). No pytest here.
 
 Parsers raise `ValueError("Could not parse value: ...")`; the pytest layer turns that into a usage error.
 """
@@ -6,11 +6,10 @@ Parsers raise `ValueError("Could not parse value: ...")`; the pytest layer turns
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..baselines.protocol import ComparePolicy
-from ..cases.schema import SaeRef
 from ..compute.registry import DTYPES
+from .candidates import Candidate
 
 
 def positive_int(value: str) -> int:
@@ -40,34 +39,12 @@ def dtype_name(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class Override:
-    """--interp-sae [HOOK=]SPEC: a candidate SAE for every target, or for the targets at HOOK."""
-
-    sae: SaeRef
-    hook: str | None = None
-
-
-def parse_override(value: str, cwd: Path) -> Override:
-    """`PATH`, `RELEASE:ID`, or either behind `HOOK=`; raises ValueError with the reason."""
-    hook, _, spec = value.rpartition("=") if "=" in value else (None, "", value)
-    if not spec:
-        raise ValueError(f"Could not parse value: {value!r} (expected PATH, RELEASE:ID, HOOK=PATH or HOOK=RELEASE:ID)")
-    path = (cwd / spec).resolve()
-    if path.is_dir():
-        return Override(SaeRef(path=str(path)), hook or None)
-    release, sep, sae_id = spec.partition(":")
-    if sep and release and sae_id:
-        return Override(SaeRef(release=release, id=sae_id), hook or None)
-    raise ValueError(f"Could not parse value: {value!r} (not a directory, and not RELEASE:ID)")
-
-
-@dataclass(frozen=True)
 class Options:
     device: str = "auto"
     dtype: str = "float32"
     batch_tokens: int | None = None
     offline: bool = False
-    overrides: tuple[Override, ...] = ()
+    candidates: tuple[Candidate, ...] = ()  # --interp-sae: checkpoints every case runs on instead of the file's SAE
     update: bool = False  # --interp-update: record every observed value as the reference's baseline
     compare: bool = False  # --interp-compare: fail on drift from the baseline
     tolerance: float | None = None  # --interp-tolerance: one absolute tolerance for every compared value

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ..baselines.protocol import Baselines
-from ..cases.plan import TargetKey
+from ..cases.plan import CasePlan, TargetKey
 from ..cases.schema import SaeRef, Target
 from ..common.errors import InterpTestsError
 from ..common.memo import Memo
@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from ..compute.registry import Registry
 
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
+
+
+@dataclass(frozen=True)
+class Record:
+    """A finished case: passed or not, its failure text, its JUnit properties, and the JSON-able data the
+    session's summary absorbs (travels on pytest reports, also from xdist workers)."""
+
+    ok: bool
+    text: str
+    junit: list[tuple[str, Any]]
+    data: dict[str, Any]
+
+
+class NotThisHook(InterpTestsError):
+    """A `HOOK=` candidate met a case file SAE at another hook (found out only when the SAE was loaded)."""
 
 
 @dataclass
@@ -40,6 +55,7 @@ class Session:
     progress: Callable[[str], None] | None = None  # where long corpus passes report how far they are
     loss_corpora: set[tuple[object, str]] = field(default_factory=set)
     corpus_readers: dict[tuple[object, str], set[TargetKey]] = field(default_factory=dict)
+    replaced: set[str] = field(default_factory=set)  # labels of the candidates that replaced an SAE
 
     def __post_init__(self) -> None:
         self.baselines = Baselines(self.options.policy)
@@ -61,13 +77,25 @@ class Session:
         kind = self.registry.device.split(":")[0]
         return DEFAULT_BATCH_TOKENS.get(kind, 4096)
 
-    def target(self, target: Target, sae: SaeRef) -> TargetKey:
-        """The key a case runs against: the file's SAE, or the --interp-sae candidate for every target."""
+    def targets(self, target: Target, sae: SaeRef) -> list[TargetKey]:
+        """The keys a case of `target` runs against for its SAE `sae`: one per `--interp-sae` candidate that
+        replaces it (every candidate without HOOK=, those whose HOOK= is the SAE's hook), else the SAE itself."""
         key = TargetKey.of(target, sae)
-        for o in self.options.overrides:
-            if o.hook is None:
-                return dataclasses.replace(key, sae=o.sae, reference=sae)
-        return key
+        candidates = self.options.candidates
+        if not candidates:
+            return [key]
+        declared: list[str | None] = []  # the reference's hook, looked up once and only when a HOOK= needs it
+        out = []
+        for c in candidates:
+            if c.hook is not None:
+                if not declared:
+                    from ..compute.registry import declared_hook
+
+                    declared.append(target.hook or declared_hook(sae))
+                if declared[0] is not None and declared[0] != c.hook:
+                    continue
+            out.append(dataclasses.replace(key, sae=c.sae, reference=sae, name=c.label, only_at=c.hook))
+        return out or [key]
 
     def want(self, key: TargetKey, texts: list[str], corpora: set[tuple[object, str]] | None = None, corpora_with_loss: set[tuple[object, str]] | None = None) -> None:
         """Texts a selected case will encode; they are computed together on first use of the target. Corpora
@@ -104,15 +132,17 @@ class Session:
         from ..compute.engine import HookCache, ModelCache, SaeEngine, check_hook
 
         reg = self.registry
+        if key.only_at is not None and key.reference is not None:  # HOOK=: only where the reference reads HOOK
+            reference_hook = key.hook or reg.sae(key.reference).cfg.metadata.hook_name
+            if reference_hook != key.only_at:
+                raise NotThisHook(f"--interp-sae {key.only_at}=... replaces the SAEs at {key.only_at}; {key.reference.label} reads {reference_hook}")
         sae = reg.sae(key.sae)
         hook = key.hook or sae.cfg.metadata.hook_name
         if not hook:
             raise InterpTestsError(f"SAE {key.label} does not name its hook (cfg.metadata.hook_name): set target.hook")
-        ref, label = key.sae, key.label
-        reference = key.reference
-        for o in self.options.overrides:
-            if o.hook is not None and o.hook == hook:  # --interp-sae HOOK=SPEC: this target's hook matches
-                sae, ref, label, reference = reg.sae(o.sae), o.sae, o.sae.label, key.sae
+        ref, label, reference = key.sae, key.label, key.reference
+        if reference is not None:
+            self.replaced.add(key.checkpoint)
         model = reg.model_for_sae(key.model, sae, json.loads(key.model_kwargs))
         check_hook(model, hook)
         if id(model) not in self.model_caches:
@@ -138,19 +168,43 @@ class Session:
         except InterpTestsError as exc:
             engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
 
-    def unused_overrides(self) -> bool:
+    def unused_candidates(self) -> bool:
         """True (and a line that says so) for each `--interp-sae HOOK=SPEC` that replaced no SAE in a run that
         ran cases: a mistyped hook must not gate a candidate green by running only the references."""
         if not self.run.results:
             return False
-        ran = {r.get("sae") for r in self.run.results}
-        unused = [o for o in self.options.overrides if o.hook is not None and o.sae.label not in ran]
-        for o in unused:
+        unused = [c for c in self.options.candidates if c.hook is not None and c.label not in self.replaced]
+        for c in unused:
+            ran = sorted({str(r.get("sae")) for r in self.run.results})
             self.run.finished.append(
-                f"interp-tests: --interp-sae {o.hook}={o.sae.label} replaced no SAE: no selected case that ran reads hook "
-                f"{o.hook!r} (check the hook name, or the errors of its cases; the SAEs that ran: {', '.join(sorted(str(x) for x in ran))})"
+                f"interp-tests: --interp-sae {c.given} replaced no SAE: no selected case that ran reads hook "
+                f"{c.hook!r} (check the hook name, or the errors of its cases; the SAEs that ran: {', '.join(ran)})"
             )
         return bool(unused)
+
+    def run_plan(self, plan: CasePlan) -> Record:
+        """One case on its target, compared with its baseline: what the pytest item and the Python API report.
+        A case that cannot run at all (its model or SAE does not load) is a failed record that says why;
+        `NotThisHook` propagates (the case does not apply)."""
+        from ..checks.runner import result_to_json, run_case, unrunnable
+        from ..report.junit import junit_properties
+        from ..report.text import render
+
+        try:
+            engine = self.engine(plan.target)
+        except NotThisHook:
+            raise
+        except InterpTestsError as exc:
+            msg = str(exc)
+            prefix = "" if msg.startswith(str(plan.case_file.path)) else f"{plan.where}: "
+            result = unrunnable(plan, msg)
+            text = f"{prefix}case {plan.case_id!r} on {plan.target.label}: {msg}"
+            return Record(result.ok, text, junit_properties(result), {"baseline": None, "result": result_to_json(result)})
+        result = run_case(plan, engine, strict_identity=self.options.compare)
+        drift, rows = self.baselines.compare(plan, result)
+        result = dataclasses.replace(result, drift=drift)
+        data = {"baseline": self.baselines.payload(plan, result, rows), "result": result_to_json(result)}
+        return Record(result.ok, render(result) if not result.ok else "", junit_properties(result), data)
 
     def prefetch(self, keys: list[TargetKey]) -> list[str]:
         """Load (and so download into the local cache) every target's model and SAE, and a candidate's
