@@ -265,6 +265,8 @@ class DriftRow:
     tolerance: str
     ok: bool
     note: str = ""
+    checkpoint: str = ""  # the SAE that ran (a candidate's label)
+    reference_sae: str = ""  # the case file's SAE, whose recorded value `reference` is
 
 
 def failures_first(rows: list[DriftRow]) -> list[DriftRow]:
@@ -344,7 +346,7 @@ class Baselines:
                     check=f"{verdict.check}.baseline", where=verdict.where, ok=False, expected="a recorded baseline",
                     observed=verdict.observed, summary=why, feature=verdict.feature,
                 ))
-                rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, None, verdict.observed, None, tolerance.describe(), False, "no baseline"))
+                rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, None, verdict.observed, None, tolerance.describe(), False, "no baseline", plan.target.checkpoint, plan.reference_label))
                 continue
             old = entry.checks[key]
             ok, delta = tolerance.allows(old, verdict.observed)
@@ -360,7 +362,7 @@ class Baselines:
                 summary=f"reference {fmt(old)} ({entry.sae}), {who} {fmt(verdict.observed)}{shown_delta}, tolerance {tolerance.describe()} ({path.name}; {fix})",
                 feature=verdict.feature,
             ))
-            rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, old, verdict.observed, delta, tolerance.describe(), ok))
+            rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, old, verdict.observed, delta, tolerance.describe(), ok, "", plan.target.checkpoint, plan.reference_label))
         return tuple(out), tuple(rows)
 
     def payload(self, plan: CasePlan, result: CaseResult, rows: tuple[DriftRow, ...]) -> dict[str, Any]:

@@ -66,6 +66,8 @@ def reference_problems(m: CaseFileModel, source: Source) -> list[str]:
             if feature is not None:
                 check_feature(feature, (*loc, "feature"))
             if name in IDENTITY_CHECKS:
+                check_groups(getattr(p, "on", None), (*loc, "on"))
+                check_corpus_use(name, getattr(p, "on", None), (*loc, "on"))  # matched correlates over lists of texts
                 continue
             if name in STEERING_CHECKS:
                 if case.steer is None or case.prompt is None:

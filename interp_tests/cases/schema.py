@@ -267,11 +267,16 @@ class DenseFraction(Check):
 
 
 class Matched(Check):
-    """The feature survives retraining: its best match in a candidate SAE has decoder cosine >= min_cosine."""
+    """The feature survives retraining: its best match in a candidate SAE (by decoder cosine) has decoder cosine
+    >= min_cosine, encoder cosine >= min_encoder_cosine (default: min_cosine), and its activations correlate
+    with the reference feature's over the check's texts at >= min_correlation."""
 
     check: ClassVar[str] = "matched"
     feature: FeatureRef
     min_cosine: Annotated[float, Field(ge=-1.0, le=1.0)]
+    min_encoder_cosine: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None
+    min_correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.5
+    on: Groups | None = None
 
 
 class ExplainedVariance(EvBound):

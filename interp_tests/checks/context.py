@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..cases import schema
 from ..cases.casefile import labelled_texts
@@ -56,6 +56,7 @@ class FeatureResolver:
     resolved: dict[str, int] = field(default_factory=dict)
     mapped: dict[int, tuple[int, float]] = field(default_factory=dict)  # reference index -> (candidate index, cos)
     identities: dict[str, Identity] = field(default_factory=dict)
+    pairs: dict[int, Any] = field(default_factory=dict)  # reference index -> identity_checks.Pair (both sides of a match)
 
     def in_range(self, index: int, loc: Loc, engine: SaeEngine | None = None) -> int:
         engine = engine or self.engine

@@ -29,6 +29,21 @@ def heatmaps(labels: Sequence[str], acts: Sequence[TextActs], feature: int) -> t
     )
 
 
+def reference_heatmaps(ctx: CheckContext, ref: int | str, labels: Sequence[str], texts: Sequence[str]) -> tuple[Heatmap, ...]:
+    """On a candidate: the reference feature's activations on the same texts, from the reference SAE (for
+    visual reports, beside the candidate's); () on the reference, or when the reference cannot be read."""
+    from ..common.errors import InterpTestsError
+
+    reference = ctx.engine.reference_engine
+    if reference is None:
+        return ()
+    try:
+        index = ctx.features.reference_index(ref, (*ctx.loc, ctx.name, "feature"))
+        return heatmaps(labels, reference.acts(list(texts)[:MAX_HEATMAPS]), index)
+    except InterpTestsError:
+        return ()
+
+
 def max_over(acts: TextActs, column: torch.Tensor, token: str | None) -> tuple[float, int] | None:
     """(max activation, position) of a feature over a text's tokens, or over the positions of `token`."""
     positions = acts.positions(token) if token is not None else list(range(len(acts.tokens)))
@@ -142,6 +157,7 @@ def _fires_or_silent(ctx: CheckContext, params: schema.Fires | schema.Silent) ->
         table=failing_first(("text of", "text", "at token", "max act", ""), rows),
         notes=tuple(notes),
         heatmaps=heatmaps([label for label, _ in pairs], acts, feature),
+        reference_heatmaps=reference_heatmaps(ctx, params.feature, [label for label, _ in pairs], [t for _, t in pairs]),
     )
 
 
@@ -165,6 +181,7 @@ def check_separates(ctx: CheckContext, params: schema.Separates) -> Verdict:
         is_positive = k < len(positive)
         good = score > max(neg_scores) if is_positive else score < min(pos_scores)
         rows.append((good, ("positive" if is_positive else "negative", label, short(text), fmt(score))))
+    sides = [f"{'positive' if k < len(positive) else 'negative'} {label}" for k, (label, _) in enumerate(positive + negative)]
     return Verdict(
         check="separates",
         where=ctx.where,
@@ -175,7 +192,8 @@ def check_separates(ctx: CheckContext, params: schema.Separates) -> Verdict:
         feature=feature_label,
         feature_index=feature,
         table=failing_first(("side", "text of", "text", "max act"), rows),
-        heatmaps=heatmaps([f"{'positive' if k < len(positive) else 'negative'} {label}" for k, (label, _) in enumerate(positive + negative)], acts, feature),
+        heatmaps=heatmaps(sides, acts, feature),
+        reference_heatmaps=reference_heatmaps(ctx, params.feature, sides, [t for _, t in positive + negative]),
     )
 
 
@@ -218,6 +236,7 @@ def check_top_k(ctx: CheckContext, params: schema.TopK) -> Verdict:
         table=failing_first(("text of", "text", "pos", "act", "rank", "", "top features there"), rows),
         notes=tuple(notes),
         heatmaps=heatmaps([label for label, _ in pairs], acts, feature),
+        reference_heatmaps=reference_heatmaps(ctx, params.feature, [label for label, _ in pairs], [t for _, t in pairs]),
     )
 
 
@@ -247,4 +266,5 @@ def check_most_active(ctx: CheckContext, params: schema.MostActive) -> Verdict:
         feature_index=feature,
         table=failing_first(("text of", "text", "its max", "rank", "top feature", "top max", "at token"), rows),
         heatmaps=heatmaps([label for label, _ in pairs], acts, feature),
+        reference_heatmaps=reference_heatmaps(ctx, params.feature, [label for label, _ in pairs], [t for _, t in pairs]),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..cases.casefile import labelled_texts
 from ..cases.plan import CasePlan, index_bound
 from .context import CheckContext, FeatureResolver
 from .dispatch import run_check
@@ -34,6 +35,7 @@ class CaseResult:
     model: str = ""
     hook: str = ""  # the hook the SAE read
     error: str = ""  # why the case could not run at all (its model or SAE did not load, ...)
+    pairs: tuple[dict[str, Any], ...] = ()  # on a candidate: both sides of each feature match the case relied on
 
     @property
     def all_verdicts(self) -> tuple[Verdict, ...]:
@@ -60,6 +62,7 @@ def run_case(plan: CasePlan, engine: SaeEngine, *, strict_identity: bool = False
     )
     verdicts = with_neuronpedia_links(verdicts, engine)
     candidate = engine.reference is not None
+    pairs = matched_pairs(plan, engine, resolver) if candidate else ()
     notes: tuple[str, ...] = ()
     if candidate:
         if engine.matching is None:
@@ -84,7 +87,28 @@ def run_case(plan: CasePlan, engine: SaeEngine, *, strict_identity: bool = False
         file=str(plan.case_file.path),
         model=plan.target.model,
         hook=engine.hooks.hook,
+        pairs=pairs,
     )
+
+
+def matched_pairs(plan: CasePlan, engine: SaeEngine, resolver: FeatureResolver) -> tuple[dict[str, Any], ...]:
+    """Both sides of every match the case relied on (plain indices that followed the matching, named features,
+    `matched` checks): decoder and encoder cosine, and the activations' correlation over the case's texts
+    (or, when it reads none of its own, every list of texts of the case file)."""
+    from .identity_checks import pair_of
+
+    if engine.matching is None or engine.reference_engine is None:
+        return ()
+    wanted = set(resolver.mapped) | {i.reference_index for i in resolver.identities.values()}
+    texts = [t for _, t in labelled_texts(plan.case_file, plan.case, None)]
+    if not texts:
+        model = plan.case_file.model
+        texts = [t for group in model.texts for t in model.text_list(group)]
+    texts = list(dict.fromkeys(texts))
+    pairs = dict(resolver.pairs)
+    for index in sorted(wanted - set(pairs)):
+        pairs[index] = pair_of(engine, index, texts)
+    return tuple(pair.as_dict() for _, pair in sorted(pairs.items()))
 
 
 def unrunnable(plan: CasePlan, why: str) -> CaseResult:
@@ -123,11 +147,16 @@ def result_from_json(data: dict[str, Any]) -> CaseResult:
     def verdict(v: dict[str, Any]) -> Verdict:
         table = Table(tuple(v["table"]["header"]), tuple(tuple(r) for r in v["table"]["rows"])) if v.get("table") else None
         maps = tuple(Heatmap(h["label"], tuple(h["tokens"]), tuple(h["values"])) for h in v.get("heatmaps", ()))
-        return Verdict(**{**v, "table": table, "heatmaps": maps, "notes": tuple(v.get("notes", ())), "extra": tuple(tuple(e) for e in v.get("extra", ()))})
+        ref_maps = tuple(Heatmap(h["label"], tuple(h["tokens"]), tuple(h["values"])) for h in v.get("reference_heatmaps", ()))
+        return Verdict(**{
+            **v, "table": table, "heatmaps": maps, "reference_heatmaps": ref_maps,
+            "notes": tuple(v.get("notes", ())), "extra": tuple(tuple(e) for e in v.get("extra", ())),
+        })
 
     return CaseResult(**{
         **data,
         "verdicts": tuple(verdict(v) for v in data["verdicts"]),
         "drift": tuple(verdict(v) for v in data.get("drift", ())),
         "notes": tuple(data.get("notes", ())),
+        "pairs": tuple(data.get("pairs", ())),
     })

@@ -35,6 +35,7 @@ class Verdict:
     error: str = ""  # set when the check could not be evaluated (ok is then False)
     feature_index: int | None = None  # the SAE feature a feature check read
     feature_url: str = ""  # its Neuronpedia page, where the SAE's registry entry has a Neuronpedia id
+    reference_heatmaps: tuple[Heatmap, ...] = ()  # on a candidate: the reference feature on the same texts
 
 
 @dataclass(frozen=True)

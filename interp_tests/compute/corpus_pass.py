@@ -41,8 +41,11 @@ def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legac
         peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine and key not in p.corpus_cache]
         engines = [engine, *peers]
         with_loss = {id(e) for e in engines if key in e.loss_corpora} | ({id(engine)} if loss else set())
-        for e, stats in zip(engines, run_pass(engines, corpus, with_loss=with_loss, progress=progress)):
+        all_stats = run_pass(engines, corpus, with_loss=with_loss, progress=progress)
+        for e, stats in zip(engines, all_stats):
             e.corpus_cache[key] = stats
+        if engine.pass_log is not None:
+            engine.pass_log(corpus, engines, all_stats)
     stats = engine.corpus_cache[key]
     if legacy and stats.legacy_sum is None:  # the second pass the legacy form needs, on top of the cached first
         legacy_pass(engine, corpus, stats)

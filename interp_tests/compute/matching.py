@@ -102,3 +102,20 @@ def match_features(reference_sae: Any, candidate_sae: Any, threshold: float = MA
         enc_cand = unit_rows(candidate_sae.W_enc.detach().T.to(enc_ref.dtype))
         enc_cos = (enc_ref * enc_cand[index]).sum(-1)
     return Matching(index.cpu(), dec_cos.float().cpu(), enc_cos.float().cpu(), threshold)
+
+
+def activation_correlation(reference: torch.Tensor, candidate: torch.Tensor) -> float | None:
+    """Pearson correlation of two features' activations over the same tokens ([n] each), in float64; 0.0 when
+    exactly one of them never varies (one fires, the other is dead), None when neither does (no evidence)."""
+    import torch
+
+    a, b = reference.double().flatten(), candidate.double().flatten()
+    if a.numel() < 2:
+        return None
+    a, b = a - a.mean(), b - b.mean()
+    na, nb = float(a.norm()), float(b.norm())
+    if na == 0.0 and nb == 0.0:
+        return None
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(torch.dot(a, b) / (na * nb))

@@ -50,6 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-tolerance", type=argument(opts.non_negative_float), default=None, help="one absolute drift tolerance for every compared number (default: per kind of check, see docs/CASES.md); a check's own baseline: {abs, rel} wins")
     group.addoption("--interp-prefetch", action="store_true", default=False, help="load every model and SAE the selected cases need (downloading them into the local HF cache), run no case, and exit 0; for a CI step that warms the cache")
     group.addoption("--interp-md", default=None, metavar="FILE", help="write the run's summary as Markdown to FILE at the end (failed cases, the drift table): for a pull-request comment or $GITHUB_STEP_SUMMARY")
+    group.addoption("--interp-json", default=None, metavar="FILE", help="write the whole run as one JSON document to FILE at the end (every case, check, observed value, verdict, checkpoint, corpus hash, drift row and the leaderboard; schema in docs/JSON.md), atomically; - for standard output")
     group.addoption("--interp-html", default=None, metavar="FILE", help="write the run as one self-contained HTML file to FILE at the end (cases, checks, per-token heatmaps, steering, drift, the sparsity-vs-reconstruction plot)")
     parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
     parser.addini("interp_device", default="auto", help="default for --interp-device")
@@ -252,10 +253,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         unused = state.unused_candidates()  # first: a promotion that replaced nothing writes nothing
         failed = state.run.finish(complete and not unused, state.options.update and bool(state.options.candidates))
         failed |= unused
+        cwd = session.config.invocation_params.dir
         for option, write in (("interp_md", state.run.write_markdown), ("interp_html", state.run.write_html)):
             given = session.config.getoption(option)
             if given:
-                failed |= write(output_path(given, session.config.invocation_params.dir), state.summary())
+                failed |= write(output_path(given, cwd), state.summary())
+        given = session.config.getoption("interp_json")
+        if given:
+            failed |= state.run.write_json(output_path(given, cwd), state.summary(), state.options.describe(), complete)
     except KeyboardInterrupt:  # Ctrl-C while the reports were written: what was written is said, no traceback
         state.run.finished.append("interp-tests: interrupted while writing the reports")
         session.exitstatus = pytest.ExitCode.INTERRUPTED

@@ -20,6 +20,7 @@ from ..baselines.protocol import DriftRow, failures_first
 from ..checks.runner import CaseResult, result_from_json
 from ..checks.verdict import Heatmap, Table, Value, Verdict, fmt, short
 from ..common.echo import visible
+from .leaderboard import Board
 
 MAX_HEATMAPS = 8  # texts per verdict shown as heatmaps (a verdict keeps up to feature_checks.MAX_HEATMAPS)
 MAX_TOKENS = 300  # tokens per heatmap
@@ -27,6 +28,7 @@ MAX_TABLE_ROWS = 50  # rows of a verdict's own table
 MAX_NOTES = 20  # notes per verdict or case
 MAX_CONTINUATION = 3000  # characters of a steering continuation
 MAX_DRIFT_ROWS = 500
+MAX_LEADERBOARD_ROWS = 500
 MAX_OBSERVED_ROWS = 2000  # rows of the session's table of observed values
 OPEN_ALL = 10  # a run of at most this many cases shows every case open; a longer one opens the failing ones
 
@@ -57,6 +59,8 @@ ul.notes { margin: 4px 0; padding-left: 18px; } ul.notes li { font-family: ui-mo
 .scale { font-size: 12px; color: #5b6472; } .scale .swatch { display: inline-block; width: 120px; height: 10px; vertical-align: middle; background: linear-gradient(to right, rgba(255,110,0,0), rgba(255,110,0,1)); border: 1px solid #dde1e6; }
 .steering { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; } .steering pre { white-space: pre-wrap; word-break: break-word; background: #fbfbfc; border: 1px solid #eceef1; padding: 6px 8px; margin: 2px 0; }
 figure.plot { margin: 8px 0; } figure.plot svg { max-width: 100%; height: auto; }
+.side-by-side { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; } .plots { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; }
+table.leaderboard td.frontier { color: #1f7a3a; font-weight: 600; } tr.reference td { background: #f3f5f7; }
 """
 
 SCRIPT = """
@@ -84,7 +88,7 @@ def esc(value: object) -> str:
     return html.escape(visible(str(value), keep="\t\n"), quote=True)
 
 
-def render_html(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], session_lines: Sequence[str], title: str = "interp-tests report") -> str:
+def render_html(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], session_lines: Sequence[str], title: str = "interp-tests report", boards: Sequence[Board] = ()) -> str:
     """`results` are CaseResult JSON (runner.result_to_json), in the order the cases finished."""
     cases = [result_from_json(r) for r in results]
     failed = [i for i, c in enumerate(cases) if not c.ok]
@@ -101,14 +105,15 @@ def render_html(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], se
     if session_lines:
         parts.append('<ul class="session">' + "".join(f"<li>{esc(line.removeprefix('interp-tests: '))}</li>" for line in session_lines) + "</ul>")
     if failed:
-        links = ", ".join(f'<a href="#case-{i}"><code>{esc(cases[i].case_id)}</code></a>' for i in failed)
+        several = len({c.checkpoint for c in cases}) > 1
+        links = ", ".join(f'<a href="#case-{i}"><code>{esc(cases[i].case_id)}</code>{f" [{esc(cases[i].checkpoint)}]" if several else ""}</a>' for i in failed)
         parts.append(f'<p class="failed-list">Failed: {links}</p>')
     parts.append(
         '<p class="buttons"><button type="button" data-action="expand" hidden>expand all</button>'
         '<button type="button" data-action="collapse" hidden>collapse all</button>'
         '<button type="button" data-action="failures" hidden>failures only</button></p></header>'
     )
-    parts.append(render_session(results))
+    parts.append(render_session(results, boards))
     if drift:
         parts.append(render_drift(drift))
     parts.append(f'<section id="cases"><h2>Cases ({len(cases)})</h2>')
@@ -130,7 +135,7 @@ def render_case(index: int, case: CaseResult, open_: bool) -> str:
     out = [
         f'<details class="case {state}" id="case-{index}" data-ok="{str(case.ok).lower()}" data-case-id="{esc(case.case_id)}"{" open" if open_ else ""}>',
         f'<summary><span class="badge {state}">{"PASS" if case.ok else "FAIL"}</span> <code class="case-id">{esc(case.case_id)}</code>'
-        f' on <code class="sae">{esc(case.sae)}</code><span class="where mono">{esc(case.where)}</span><span class="count">{count}</span></summary>',
+        f' on <code class="sae">{esc(case.checkpoint or case.sae)}</code><span class="where mono">{esc(case.where)}</span><span class="count">{count}</span></summary>',
         '<div class="body">',
     ]
     if case.candidate:
@@ -193,6 +198,8 @@ def render_detail(anchor: str, v: Verdict, drawn: str = "") -> str:
         out.append(render_table(v.table))
     if v.heatmaps and drawn:
         out.append(f'<p class="muted">The per-token activations are the same as those of <a href="#{drawn}">the check above</a>.</p>')
+    elif v.heatmaps and v.reference_heatmaps:  # a candidate: the reference feature beside it, on one scale
+        out.append(render_side_by_side(v.reference_heatmaps, v.heatmaps))
     elif v.heatmaps:
         out.append(render_heatmaps(v.heatmaps))
     out.append("</div>")
@@ -251,11 +258,25 @@ def colour(value: float, scale: float) -> str:
     return f"rgba(255,110,0,{alpha:.3f})" if value >= 0 else f"rgba(40,110,255,{alpha:.3f})"
 
 
-def render_heatmaps(maps: Sequence[Heatmap]) -> str:
+def render_side_by_side(reference: Sequence[Heatmap], candidate: Sequence[Heatmap]) -> str:
+    """The reference feature and the candidate's on the same texts, in two columns on one colour scale."""
+    scale = heat_scale([*reference[:MAX_HEATMAPS], *candidate[:MAX_HEATMAPS]])
+    return (
+        '<div class="side-by-side">'
+        f'<div class="reference-maps"><h4>reference</h4>{render_heatmaps(reference, scale)}</div>'
+        f'<div class="candidate-maps"><h4>candidate</h4>{render_heatmaps(candidate, scale)}</div></div>'
+    )
+
+
+def heat_scale(maps: Sequence[Heatmap]) -> float:
+    finite = [abs(x) for m in maps for x in m.values[:MAX_TOKENS] if math.isfinite(x)]
+    return max(finite, default=0.0)
+
+
+def render_heatmaps(maps: Sequence[Heatmap], scale: float | None = None) -> str:
     """The feature's activation on each token of each text, on one colour scale per verdict."""
     shown = list(maps[:MAX_HEATMAPS])
-    finite = [abs(x) for m in shown for x in m.values[:MAX_TOKENS] if math.isfinite(x)]
-    scale = max(finite, default=0.0)
+    scale = heat_scale(shown) if scale is None else scale
     out = [f'<div class="heatmaps"><p class="scale">Activation of the feature per token (hover for the value): <span class="swatch"></span> 0 … {fmt(scale)}</p>']
     for m in shown:
         out.append(render_heatmap(m, scale))
@@ -284,16 +305,20 @@ def render_drift(drift: Sequence[DriftRow]) -> str:
     rows = failures_first(list(drift))
     bad = sum(not r.ok for r in rows)
     body = []
+    several = len({r.checkpoint for r in rows}) > 1
     for r in rows[:MAX_DRIFT_ROWS]:
         state = "ok" if r.ok else "fail"
         reference = "(none)" if r.note == "no baseline" else value_text(r.reference, 40)
         delta = f"{r.delta:+.4f}" if r.delta is not None else "-"
         body.append(
-            f'<tr class="{state}"><td class="mono">{esc(r.where)}</td><td><code>{esc(r.case_id)}</code></td><td>{esc(r.check)}</td>'
+            f'<tr class="{state}"><td class="mono">{esc(r.where)}</td><td><code>{esc(r.case_id)}</code></td>'
+            + (f"<td><code>{esc(r.checkpoint)}</code></td>" if several else "")
+            + f'<td>{esc(r.check)}</td>'
             f'<td class="num">{esc(reference)}</td><td class="num">{esc(value_text(r.observed, 40))}</td><td class="num">{delta}</td>'
             f'<td>{esc(r.tolerance)}</td><td class="verdict {state}">{"ok" if r.ok else "FAIL"}</td></tr>'
         )
-    head = "<thead><tr><th>where</th><th>case</th><th>check</th><th>reference</th><th>observed</th><th>delta</th><th>tolerance</th><th></th></tr></thead>"
+    head = ("<thead><tr><th>where</th><th>case</th>" + ("<th>checkpoint</th>" if several else "")
+            + "<th>check</th><th>reference</th><th>observed</th><th>delta</th><th>tolerance</th><th></th></tr></thead>")
     capped = f'<p class="capped">{len(rows) - MAX_DRIFT_ROWS} more rows not shown (the failures come first).</p>' if len(rows) > MAX_DRIFT_ROWS else ""
     return (
         f'<section id="drift"><h2>Drift from the reference baselines</h2><p>{bad} of {len(rows)} compared values out of tolerance.</p>'
@@ -301,22 +326,67 @@ def render_drift(drift: Sequence[DriftRow]) -> str:
     )
 
 
-def render_session(results: Sequence[dict[str, Any]]) -> str:
-    from .plots import sparsity_points, sparsity_svg
+def render_session(results: Sequence[dict[str, Any]], boards: Sequence[Board] = ()) -> str:
+    """The leaderboard of each (model, hook) and its frontier plots: L0 against explained variance (the first
+    board's is `#sparsity-plot`) and against CE loss score, the reference and every checkpoint numbered."""
+    from .leaderboard import leaderboard
 
+    boards = list(boards) if boards else leaderboard(results)
     out = ['<section id="session"><h2>Sparsity vs reconstruction</h2>']
-    points = sparsity_points(results)
-    if points:
-        out.append(f'<figure class="plot" id="sparsity-plot">{sparsity_svg(points)}<figcaption class="muted">')
-        out.append(
-            "L0 against explained variance of each SAE the session ran (means over the cases that checked them: "
-            + "; ".join(f"{esc(p.sae)}: L0 {p.l0:.2f}, EV {p.explained_variance:.4f}, {p.cases} case{'s' if p.cases != 1 else ''}" for p in points)
-            + ").</figcaption></figure>"
-        )
-    else:
+    drawn = 0
+    for b, board in enumerate(boards):
+        if len(board.rows) > 1 or any(r.role == "candidate" for r in board.rows):
+            out.append(leaderboard_table(board, b))
+        plots = []
+        for metric, ident, ylabel in (("explained_variance", "sparsity-plot", "explained variance"), ("ce_loss_score", "ce-plot", "CE loss score")):
+            figure = frontier_figure(board, metric, ident if drawn == 0 else f"{ident}-{b}", ylabel)
+            if figure:
+                plots.append(figure)
+        if plots:
+            drawn += 1
+            out.append('<div class="plots">' + "".join(plots) + "</div>")
+    if not drawn:
         out.append('<p class="muted" id="sparsity-plot-missing">No plot: no SAE of this run was checked for both <code>l0</code> and <code>explained_variance</code>.</p>')
     out.append("</section>")
     return "\n".join(out)
+
+
+def frontier_figure(board: Board, metric: str, ident: str, ylabel: str) -> str:
+    from .leaderboard import ordered_rows
+    from .plots import PlotPoint, frontier_svg
+
+    frontier = {"explained_variance": "ev", "ce_loss_score": "ce"}[metric]
+    points, legend = [], []
+    for n, row in enumerate(ordered_rows(board), start=1):
+        x, y = row.values.get("l0"), row.values.get(metric)
+        if x is None or y is None:
+            continue
+        points.append(PlotPoint(n, row.checkpoint, x, y, row.role == "reference", frontier in row.frontier))
+        cases = row.passed + row.failed
+        what = "recorded" if row.recorded else f"{cases} case{'s' if cases != 1 else ''}"
+        short_metric = "EV" if metric == "explained_variance" else "CE score"
+        legend.append(f"<li value=\"{n}\">{esc(row.checkpoint)}: L0 {x:.2f}, {short_metric} {y:.4f}, {what}{' (frontier)' if frontier in row.frontier else ''}</li>")
+    if not points:
+        return ""
+    title = f"{board.model} @ {board.hook}" if board.model or board.hook else "every SAE of the run"
+    svg = frontier_svg(points, ylabel, f"L0 vs {ylabel}: {title}")
+    return f'<figure class="plot" id="{esc(ident)}">{svg}<figcaption class="muted"><ol class="legend">{"".join(legend)}</ol></figcaption></figure>'
+
+
+def leaderboard_table(board: Board, index: int) -> str:
+    from .leaderboard import COLUMNS, cells, ordered_rows
+
+    rows = ordered_rows(board)
+    body = []
+    for n, row in enumerate(rows[:MAX_LEADERBOARD_ROWS], start=1):
+        values = cells(row)
+        klass = ' class="reference"' if row.role == "reference" else ""
+        body.append(f"<tr{klass}><td class=\"num\">{n}</td><td><code>{esc(values[0])}</code></td>"
+                    + "".join(f'<td class="num">{esc(c)}</td>' for c in values[1:-1]) + f'<td class="frontier">{esc(values[-1])}</td></tr>')
+    head = "<thead><tr><th>#</th>" + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr></thead>"
+    capped = f'<p class="capped">{len(rows) - MAX_LEADERBOARD_ROWS} more checkpoints not shown (all of them in --interp-json).</p>' if len(rows) > MAX_LEADERBOARD_ROWS else ""
+    title = f"Leaderboard: {esc(board.model)} @ <code>{esc(board.hook)}</code>"
+    return f'<div class="leaderboard" id="leaderboard-{index}"><h3>{title}</h3><table class="leaderboard">{head}<tbody>{"".join(body)}</tbody></table>{capped}</div>'
 
 
 def observed_table(cases: Sequence[CaseResult]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from ..baselines.protocol import DriftRow, failures_first
 from ..checks.verdict import Value, fmt
 from ..common.echo import visible
+from .leaderboard import Board
 
 MAX_ROWS = 200
 
@@ -33,9 +34,9 @@ def _text(text: str) -> str:
     return MARKDOWN_PUNCTUATION.sub(r"\\\1", visible(str(text).replace("\n", " ")))
 
 
-def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], session_lines: Sequence[str]) -> str:
-    """`results` are CaseResult JSON (runner.result_to_json)."""
-    failed = [r for r in results if not all(v["ok"] for v in [*r["verdicts"], *r.get("drift", ())])]
+def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow], session_lines: Sequence[str], boards: Sequence[Board] = ()) -> str:
+    """`results` are CaseResult JSON (runner.result_to_json); `boards` the run's leaderboard."""
+    failed = [r for r in results if r.get("error") or not all(v["ok"] for v in [*r["verdicts"], *r.get("drift", ())])]
     lines = [
         "## interp-tests",
         "",
@@ -49,16 +50,38 @@ def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow]
             for v in [*r["verdicts"], *r.get("drift", ())]:
                 if not v["ok"]:
                     observed = _text("could not be evaluated: " + v["error"]) if v.get("error") else _cell(v["observed"])
-                    lines.append(f"| {_code(r['case_id'])} | {_code(r['sae'])} | {_text(v['check'])} | {_code(v['where'])} | {observed} | {_text(v['expected'])} |")
+                    lines.append(f"| {_code(r['case_id'])} | {_code(r.get('checkpoint') or r['sae'])} | {_text(v['check'])} | {_code(v['where'])} | {observed} | {_text(v['expected'])} |")
+    lines.extend(leaderboard_markdown(boards))
     if drift:
         bad = sum(not d.ok for d in drift)
+        several = len({d.checkpoint for d in drift}) > 1  # a sweep: say which checkpoint each row is
         lines += ["", f"### Drift from the reference baselines: {bad} of {len(drift)} out of tolerance", "",
-                  "| | where | check | reference | observed | delta | tolerance |", "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| | where | check | reference | observed | delta | tolerance |" + (" checkpoint |" if several else ""),
+                  "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if several else "")]
         rows = failures_first(list(drift))
         for d in rows[:MAX_ROWS]:
             ref = "(none)" if d.note == "no baseline" else _cell(d.reference)
             delta = f"{d.delta:+.4f}" if d.delta is not None else "-"
-            lines.append(f"| {'❌' if not d.ok else '✅'} | {_code(d.where)} | {_text(d.check)} | {ref} | {_cell(d.observed)} | {delta} | {_text(d.tolerance)} |")
+            lines.append(f"| {'❌' if not d.ok else '✅'} | {_code(d.where)} | {_text(d.check)} | {ref} | {_cell(d.observed)} | {delta} | {_text(d.tolerance)} |" + (f" {_code(d.checkpoint)} |" if several else ""))
         if len(rows) > MAX_ROWS:
             lines.append(f"\n{len(rows) - MAX_ROWS} more rows not shown.")
     return "\n".join(lines) + "\n"
+
+
+def leaderboard_markdown(boards: Sequence[Board]) -> list[str]:
+    """One table per (model, hook): the reference first, then the frontier, each row's metrics."""
+    from .leaderboard import COLUMNS, cells, ordered_rows
+
+    out: list[str] = []
+    for board in boards:
+        if len(board.rows) < 2 and not any(r.role == "candidate" for r in board.rows):
+            continue
+        rows = ordered_rows(board)
+        out += ["", f"### Leaderboard: {_text(board.model)} @ {_code(board.hook)} ({len(rows)} checkpoints)", "",
+                "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+        for row in rows[:MAX_ROWS]:
+            first, *rest = cells(row)
+            out.append(f"| {_code(first)} | " + " | ".join(_text(c) for c in rest) + " |")
+        if len(rows) > MAX_ROWS:
+            out.append(f"\n{len(rows) - MAX_ROWS} more checkpoints not shown (all of them in --interp-json).")
+    return out

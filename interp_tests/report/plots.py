@@ -76,3 +76,80 @@ def svg_of(fig: Any) -> str:
         fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     text = out.getvalue()
     return text[text.index("<svg") :]
+
+
+@dataclass(frozen=True)
+class PlotPoint:
+    """One checkpoint on a frontier plot: its number (the legend's), L0 and the other metric."""
+
+    number: int
+    label: str
+    x: float
+    y: float
+    reference: bool = False
+    frontier: bool = False
+
+
+OFFSETS = [(6, 5), (6, -13), (-8, 5), (-8, -13), (10, 14), (10, -22), (-14, 14), (-14, -22), (18, 0), (-22, 0), (0, 18), (0, -26)]
+
+
+def frontier_svg(points: Sequence[PlotPoint], ylabel: str, title: str) -> str:
+    """L0 against a metric, one marker per checkpoint (the reference a star), the Pareto frontier drawn as a
+    step line. Markers carry their legend numbers, never full labels; points at one spot share one annotation
+    ("1, 3, 4"), and an annotation that would overlap another (or leave the axes) tries other offsets and is
+    dropped when none is free: the legend beside the plot always names every point."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 4.4), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    others = [p for p in points if not p.reference]
+    refs = [p for p in points if p.reference]
+    if others:
+        ax.scatter([p.x for p in others], [p.y for p in others], s=36, zorder=3,
+                   c=["#1f7a3a" if p.frontier else "#4a6fa5" for p in others], label="checkpoint (green: on the frontier)")
+    if refs:
+        ax.scatter([p.x for p in refs], [p.y for p in refs], s=140, marker="*", c="#b42318", zorder=4, label="reference")
+    front = sorted((p for p in points if p.frontier), key=lambda p: (p.x, -p.y))
+    if len(front) > 1:
+        ax.step([p.x for p in front], [p.y for p in front], where="post", color="#1f7a3a", alpha=0.6, zorder=2, label="frontier")
+    ax.set_xlabel("L0 (mean active features per token; lower is sparser)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.15, y=0.15)
+    if points:
+        ax.legend(loc="best", fontsize=7, framealpha=0.7)
+    fig.tight_layout()
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend = ax.get_legend()
+    placed = [legend.get_window_extent(renderer)] if legend is not None else []
+    frame = ax.get_window_extent(renderer)
+    for spot in _spots(points, ax):
+        text = ", ".join(str(p.number) for p in spot)
+        anchor = (spot[0].x, spot[0].y)
+        for dx, dy in OFFSETS:
+            note = ax.annotate(text, anchor, textcoords="offset points", xytext=(dx, dy), fontsize=8, zorder=5)
+            box = note.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            note.remove()
+    return svg_of(fig)
+
+
+def _spots(points: Sequence[PlotPoint], ax: Any) -> list[list[PlotPoint]]:
+    """Points grouped by where they land on the plot (within 3 pixels)."""
+    spots: list[tuple[Any, list[PlotPoint]]] = []
+    for p in points:
+        xy = ax.transData.transform((p.x, p.y))
+        for where, members in spots:
+            if abs(where[0] - xy[0]) < 3 and abs(where[1] - xy[1]) < 3:
+                members.append(p)
+                break
+        else:
+            spots.append((xy, [p]))
+    return [members for _, members in spots]

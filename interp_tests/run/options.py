@@ -54,3 +54,11 @@ class Options:
     def policy(self) -> ComparePolicy:
         """What the baselines compare and record in this run."""
         return ComparePolicy(update=self.update, compare=self.compare, tolerance=self.tolerance)
+
+    def describe(self) -> dict[str, object]:
+        """The options as plain data, for the run's JSON document."""
+        return {
+            "device": self.device, "dtype": self.dtype, "batch_tokens": self.batch_tokens, "offline": self.offline,
+            "candidates": [{"label": c.label, "sae": c.sae.label, "hook": c.hook, "given": c.given} for c in self.candidates],
+            "update": self.update, "compare": self.compare, "tolerance": self.tolerance,
+        }

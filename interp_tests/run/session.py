@@ -56,6 +56,9 @@ class Session:
     loss_corpora: set[tuple[object, str]] = field(default_factory=set)
     corpus_readers: dict[tuple[object, str], set[TargetKey]] = field(default_factory=dict)
     replaced: set[str] = field(default_factory=set)  # labels of the candidates that replaced an SAE
+    reference_engines: dict[Any, SaeEngine] = field(default_factory=dict)  # (reference, hook, model) -> its engine
+    passes: list[str] = field(default_factory=list)  # one line per corpus pass
+    labels: dict[SaeRef, str] = field(default_factory=dict)  # a candidate's SAE -> its short label
 
     def __post_init__(self) -> None:
         self.baselines = Baselines(self.options.policy)
@@ -151,6 +154,10 @@ class Session:
         engine = SaeEngine(hooks, sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference)
         engine.progress = self.progress
         engine.loss_corpora = self.loss_corpora
+        engine.pass_log = self._log_pass
+        engine.checkpoint = key.checkpoint if key.name else ""
+        if key.name:
+            self.labels[key.sae] = key.name
         engine.corpus_peers = lambda corpus: [e for e in self.corpus_peers(corpus) if e.hooks.shared is engine.hooks.shared]
         if reference is not None:
             self._attach_reference(engine, reference)
@@ -163,7 +170,10 @@ class Session:
 
         try:
             reference_sae = self.registry.sae(reference)
-            engine.reference_engine = SaeEngine(engine.hooks, reference_sae, reference.label, ref=reference)
+            key = (reference, engine.hooks.hook, id(engine.hooks.shared))  # one reference engine for all its candidates
+            if key not in self.reference_engines:
+                self.reference_engines[key] = SaeEngine(engine.hooks, reference_sae, reference.label, ref=reference)
+            engine.reference_engine = self.reference_engines[key]
             engine.matching = self.matchings.get((reference, engine.ref), lambda: match_features(reference_sae, engine.sae))
         except InterpTestsError as exc:
             engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
@@ -229,17 +239,24 @@ class Session:
         hooks = sum(len(m.hooks) for m in self.model_caches.values())
         at = f" (at {hooks} hooks)" if hooks > len(self.model_caches) else ""
         lines = [f"interp-tests: loaded {loads} on {reg.device}/{reg.dtype}; {texts} texts in {passes} batched forward passes{at}"]
-        for engine in self.engines.built():
-            for stats in engine.corpus_cache.values():
-                lines.append(
-                    f"interp-tests: corpus pass on {engine.label}: {stats.tokens:,} tokens in {stats.windows:,} windows (sha256 "
-                    f"{stats.content_hash[:12]}), {stats.seconds:.1f} s, {stats.tokens_per_second:,.0f} tokens/s"
-                    + (", with the loss forwards" if stats.predictions else "")
-                )
+        lines.extend(self.passes)
         for key, matching in self.matchings.items():
             reference, candidate = cast(tuple[SaeRef, SaeRef], key)
-            lines.append(f"interp-tests: {matching.summary(reference.label, candidate.label)}")
+            lines.append(f"interp-tests: {matching.summary(reference.label, self.labels.get(candidate, candidate.label))}")
         return lines
+
+    def _log_pass(self, corpus: Any, engines: list[SaeEngine], all_stats: list[Any]) -> None:
+        """One line per corpus pass, naming every SAE it served (one pass serves them all)."""
+        stats = all_stats[0]
+        names = [e.checkpoint or e.label for e in engines]
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        loss = sum(1 for s in all_stats if s.predictions)
+        self.passes.append(
+            f"interp-tests: corpus pass on {shown}: {stats.tokens:,} tokens in {stats.windows:,} windows (sha256 "
+            f"{stats.content_hash[:12]}), {stats.seconds:.1f} s, {stats.tokens_per_second:,.0f} tokens/s"
+            + (f" for {len(engines)} SAEs" if len(engines) > 1 else "")
+            + ((", with the loss forwards" if loss == len(all_stats) else f", with the loss forwards for {loss}") if loss else "")
+        )
 
 
 def spread(device: str, worker: int | None) -> str:
