@@ -112,11 +112,20 @@ class Registry:
     models: Memo[Any] = field(default_factory=Memo)
     saes: Memo[Any] = field(default_factory=Memo)
     loads: Counter[str] = field(default_factory=Counter)
+    injected_saes: dict[Any, Any] = field(default_factory=dict)  # SaeRef -> an SAE object (the Python API's saes=)
+    injected_model: Any = None  # a HookedTransformer object (the Python API's model=)
 
     # ------------------------------------------------------------------ SAEs
     def sae(self, spec: SaeRef) -> SAE[Any]:
+        if spec in self.injected_saes:  # an SAE handed over as an object (a training loop's): used as it is, never changed
+            return self.injected_saes[spec]
         key = (spec.release, spec.id, spec.path, self.device, self.dtype)
         return self.saes.get(key, lambda: self._counted(f"sae:{spec.label}", read_only(self._load_sae(spec))))
+
+    def release(self, spec: SaeRef) -> None:
+        """Forget a loaded SAE (a finished load group's), so that its memory can be freed."""
+        for key in [k for k in self.saes.values if isinstance(k, tuple) and k[:3] == (spec.release, spec.id, spec.path)]:
+            self.saes.values.pop(key, None)
 
     def _counted(self, what: str, loaded: Any) -> Any:
         self.loads[what] += 1
@@ -176,6 +185,8 @@ class Registry:
 
     # ------------------------------------------------------------------ models
     def model(self, name: str, kwargs: dict[str, Any] | None = None) -> HookedTransformer:
+        if self.injected_model is not None:  # a model handed over as an object: it stands in for every model named
+            return self.injected_model
         kwargs = dict(kwargs or {})
         key = (name, json.dumps(kwargs, sort_keys=True, default=str), self.device, self.dtype)
         return self.models.get(key, lambda: self._counted(f"model:{name}", self._load_model(name, kwargs)))

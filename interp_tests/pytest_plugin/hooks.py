@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from ..cases.plan import corpora_read, corpora_with_loss
 from ..common.echo import visible
 from ..common.errors import InterpTestsError
 from ..run import options as opts
@@ -48,6 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-promote", action="store_true", default=False, help="with --interp-sae and --interp-update: record the candidate's values as the new reference baseline")
     group.addoption("--interp-compare", action="store_true", default=False, help="compare every check with the reference's baseline: fail on drift beyond its tolerance, and on a missing baseline")
     group.addoption("--interp-tolerance", type=argument(opts.non_negative_float), default=None, help="one absolute drift tolerance for every compared number (default: per kind of check, see docs/CASES.md); a check's own baseline: {abs, rel} wins")
+    group.addoption("--interp-memory", type=argument(opts.gigabytes), default=None, metavar="GB", help="SAE weights held at once: a sweep's checkpoints load in groups that fit (their cases run together, one corpus pass per group) and are released after their group (default: half the memory free at the start, of the GPU on CUDA)")
     group.addoption("--interp-prefetch", action="store_true", default=False, help="load every model and SAE the selected cases need (downloading them into the local HF cache), run no case, and exit 0; for a CI step that warms the cache")
     group.addoption("--interp-md", default=None, metavar="FILE", help="write the run's summary as Markdown to FILE at the end (failed cases, the drift table): for a pull-request comment or $GITHUB_STEP_SUMMARY")
     group.addoption("--interp-json", default=None, metavar="FILE", help="write the whole run as one JSON document to FILE at the end (every case, check, observed value, verdict, checkpoint, corpus hash, drift row and the leaderboard; schema in docs/JSON.md), atomically; - for standard output")
@@ -89,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
             update=update,
             compare=config.getoption("interp_compare"),
             tolerance=config.getoption("interp_tolerance"),
+            memory_gb=config.getoption("interp_memory"),
             worker=_worker_index(config),
         )
     )
@@ -183,8 +184,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         config.hook.pytest_deselected(items=list(items))
         items[:] = []
         return
-    for item in cases:
-        state.want(item.plan.target, item.plan.texts(), corpora_read(item.plan), corpora_with_loss(item.plan))
+    order = state.prepare([item.plan for item in cases])
+    if order != list(range(len(cases))):  # several load groups: each group's cases run together
+        rank = {id(cases[i]): n for n, i in enumerate(order)}
+        items.sort(key=lambda item: (0, rank[id(item)]) if id(item) in rank else (1, 0))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -250,9 +253,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash[STATE]
     complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
     try:
-        unused = state.unused_candidates()  # first: a promotion that replaced nothing writes nothing
-        failed = state.run.finish(complete and not unused, state.options.update and bool(state.options.candidates))
-        failed |= unused
+        failed = state.finish(complete)
         cwd = session.config.invocation_params.dir
         for option, write in (("interp_md", state.run.write_markdown), ("interp_html", state.run.write_html)):
             given = session.config.getoption(option)

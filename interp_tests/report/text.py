@@ -23,7 +23,8 @@ def table_lines(table: Table, indent: str = "      ", max_rows: int = MAX_ROWS) 
 
 def headline(result: CaseResult) -> str:
     verdicts = result.all_verdicts
-    target = result.sae if not result.candidate else f"{result.sae} (candidate for {result.reference})"
+    name = result.checkpoint or result.sae
+    target = name if not result.candidate else f"{name} (candidate for {result.reference})"
     failed = [v for v in verdicts if not v.ok]
     if not failed:
         return f"case {result.case_id!r} on {target}: all {len(verdicts)} checks passed"

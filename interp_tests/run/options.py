@@ -32,6 +32,16 @@ def non_negative_float(value: str) -> float:
     return x
 
 
+def gigabytes(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = float("nan")
+    if not 0 < x < 1e9:
+        raise ValueError(f"Could not parse value: {value!r} (expected a positive number of gigabytes, e.g. 8 or 0.5)")
+    return x
+
+
 def dtype_name(value: str) -> str:
     if value not in DTYPES:
         raise ValueError(f"Could not parse value: {value!r} (expected one of {', '.join(DTYPES)})")
@@ -49,6 +59,7 @@ class Options:
     compare: bool = False  # --interp-compare: fail on drift from the baseline
     tolerance: float | None = None  # --interp-tolerance: one absolute tolerance for every compared value
     worker: int | None = None  # xdist worker index (gw3 -> 3): spreads workers over GPUs
+    memory_gb: float | None = None  # --interp-memory: SAE weights a load group may hold (default: half the free memory)
 
     @property
     def policy(self) -> ComparePolicy:
@@ -60,5 +71,5 @@ class Options:
         return {
             "device": self.device, "dtype": self.dtype, "batch_tokens": self.batch_tokens, "offline": self.offline,
             "candidates": [{"label": c.label, "sae": c.sae.label, "hook": c.hook, "given": c.given} for c in self.candidates],
-            "update": self.update, "compare": self.compare, "tolerance": self.tolerance,
+            "update": self.update, "compare": self.compare, "tolerance": self.tolerance, "memory_gb": self.memory_gb,
         }

@@ -8,6 +8,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..baselines.protocol import Baselines
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ..compute.registry import Registry
 
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
+SMALL_SWEEP_BYTES = 256 << 20  # SAE weights below this need no load groups
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class Session:
     reference_engines: dict[Any, SaeEngine] = field(default_factory=dict)  # (reference, hook, model) -> its engine
     passes: list[str] = field(default_factory=list)  # one line per corpus pass
     labels: dict[SaeRef, str] = field(default_factory=dict)  # a candidate's SAE -> its short label
+    groups: dict[TargetKey, int] = field(default_factory=dict)  # each target's load group (schedule)
+    group_bytes: dict[tuple[str, int], int] = field(default_factory=dict)  # (model, group) -> SAE weight bytes
+    group_peaks: dict[tuple[str, int], int | None] = field(default_factory=dict)  # (model, group) -> peak resident bytes
+    held: dict[str, int] = field(default_factory=dict)  # model -> the load group whose SAEs are loaded
+    budget: int | None = None
 
     def __post_init__(self) -> None:
         self.baselines = Baselines(self.options.policy)
@@ -109,10 +116,12 @@ class Session:
             self.corpus_readers.setdefault(corpus, set()).add(key)
         self.loss_corpora.update(corpora_with_loss or ())
 
-    def corpus_peers(self, corpus: tuple[object, str]) -> list[SaeEngine]:
-        """The engines of the targets that read a corpus (those that could be built)."""
+    def corpus_peers(self, corpus: tuple[object, str], group: int | None = None) -> list[SaeEngine]:
+        """The engines of the targets that read a corpus (those that could be built), in one load group."""
         out = []
         for key in self.corpus_readers.get(corpus, ()):
+            if group is not None and self.groups.get(key, 0) != group:
+                continue  # another load group: read in that group's pass
             try:
                 out.append(self.engines.get(key, functools.partial(self._build, key)))
             except InterpTestsError:
@@ -120,9 +129,12 @@ class Session:
         return out
 
     def engine(self, key: TargetKey) -> SaeEngine:
+        group = self.groups.get(key, 0)
+        if self.held.get(key.model) != group:
+            self._switch_group(key.model, group)
         if key not in self.engines:
             for wanted in list(self.wanted):  # every selected target's hook joins its model's one forward pass
-                if wanted not in self.engines:
+                if wanted not in self.engines and self.groups.get(wanted, 0) == group:
                     try:
                         self.engines.get(wanted, functools.partial(self._build, wanted))
                     except InterpTestsError:
@@ -130,6 +142,106 @@ class Session:
         got = self.engines.get(key, lambda: self._build(key))
         got.want(self.wanted.pop(key, ()))
         return got
+
+    # ------------------------------------------------------------------ load groups (--interp-memory)
+    def memory_budget(self) -> int | None:
+        """Bytes of SAE weights a load group may hold: --interp-memory, else half the memory free now."""
+        from ..compute.memory import default_budget
+
+        if self.options.memory_gb is not None:
+            return int(self.options.memory_gb * 1e9)
+        return default_budget(self.registry.device)
+
+    def sae_bytes(self, ref: SaeRef) -> int:
+        """What an SAE's weights take once loaded in this run's dtype, read from its weights file's header before
+        loading (0 when that cannot be told, for registry SAEs from the hub: they count once loaded)."""
+        from ..compute.memory import weights_bytes
+        from ..compute.registry import BUNDLED_DIR, BUNDLED_RELEASES
+
+        if ref.path is not None:
+            weights = Path(ref.path) / "sae_weights.safetensors"
+        elif ref.release in BUNDLED_RELEASES:
+            weights = BUNDLED_DIR / str(ref.release) / str(ref.id) / "sae_weights.safetensors"
+        else:
+            return 0
+        return weights_bytes(weights, self.options.dtype) or 0
+
+    def schedule(self, keys: list[TargetKey]) -> dict[TargetKey, int]:
+        """Split each model's SAEs into load groups whose weights fit the memory budget (the reference SAEs,
+        held throughout, counted first); the cases of a group run together, one corpus pass serves the group,
+        and its SAEs are released before the next group loads. Returns each key's group."""
+        by_model: dict[str, list[TargetKey]] = {}
+        for key in dict.fromkeys(keys):
+            by_model.setdefault(key.model, []).append(key)
+        total = sum(self.sae_bytes(s) for s in {k.sae for k in keys} | {k.reference for k in keys if k.reference is not None})
+        if self.options.memory_gb is None and total <= SMALL_SWEEP_BYTES:
+            return {}  # fits any machine: one group, and no need to ask the device (which imports torch) what is free
+        budget = self.memory_budget()
+        self.budget = budget
+        for model, model_keys in by_model.items():
+            fixed = sum(self.sae_bytes(r) for r in {k.reference for k in model_keys if k.reference is not None})
+            room = None if budget is None else budget - fixed
+            group, held, count = 0, 0, 0
+            counted: set[SaeRef] = set()  # an SAE that several keys share counts once
+            for key in model_keys:
+                size = 0 if key.sae in counted else self.sae_bytes(key.sae)
+                counted.add(key.sae)
+                if room is not None and count and held + size > room:
+                    group, held, count = group + 1, 0, 0
+                self.groups[key] = group
+                held += size
+                count += 1
+                self.group_bytes[(model, group)] = self.group_bytes.get((model, group), fixed) + size
+        return dict(self.groups)
+
+    def _switch_group(self, model: str, group: int) -> None:
+        """Release the SAEs of the model's other load groups (their engines, weights and matchings), then start
+        measuring this group's peak memory."""
+        import gc
+
+        from ..compute.memory import peak_rss, reset_peak
+
+        previous = self.held.get(model)
+        if previous is not None:
+            self.group_peaks[(model, previous)] = peak_rss()
+        held_refs = {k.reference for k in self.groups if k.reference is not None}
+        for key, _ in list(self.engines.items()):
+            key = cast(TargetKey, key)
+            if key.model == model and self.groups.get(key, 0) != group:
+                self.engines.values.pop(key, None)
+                if key.sae not in held_refs and self._registry is not None:
+                    self._registry.release(key.sae)
+                for pair in [m for m, _ in self.matchings.items() if cast(tuple[SaeRef, SaeRef], m)[1] == key.sae]:
+                    self.matchings.values.pop(pair, None)
+        gc.collect()
+        if self.registry.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.registry.device)
+        reset_peak()
+        self.held[model] = group
+
+    def group_lines(self) -> list[str]:
+        """One line per load group, when the sweep needed more than one: its SAEs, their weights, its peak memory."""
+        from ..compute.memory import gigabytes, peak_rss
+
+        counts: dict[tuple[str, int], int] = {}
+        for key, group in self.groups.items():
+            counts[(key.model, group)] = counts.get((key.model, group), 0) + 1
+        if not counts or max(g for _, g in counts) == 0:
+            return []
+        for model, group in self.held.items():  # the group still held: its peak so far
+            self.group_peaks.setdefault((model, group), peak_rss())
+        lines = []
+        for (model, group), n in sorted(counts.items()):
+            of = max(g for m, g in counts if m == model) + 1
+            peak = self.group_peaks.get((model, group))
+            lines.append(
+                f"interp-tests: load group {group + 1} of {of} on {model}: {n} SAEs, {gigabytes(self.group_bytes.get((model, group)))} of weights "
+                f"with the references (budget {gigabytes(self.budget)}), peak resident memory {gigabytes(peak) if peak else 'not run'}"
+            )
+        return lines
 
     def _build(self, key: TargetKey) -> SaeEngine:
         from ..compute.engine import HookCache, ModelCache, SaeEngine, check_hook
@@ -158,7 +270,8 @@ class Session:
         engine.checkpoint = key.checkpoint if key.name else ""
         if key.name:
             self.labels[key.sae] = key.name
-        engine.corpus_peers = lambda corpus: [e for e in self.corpus_peers(corpus) if e.hooks.shared is engine.hooks.shared]
+        group = self.groups.get(key, 0)
+        engine.corpus_peers = lambda corpus: [e for e in self.corpus_peers(corpus, group) if e.hooks.shared is engine.hooks.shared]
         if reference is not None:
             self._attach_reference(engine, reference)
         return engine
@@ -191,6 +304,27 @@ class Session:
                 f"{c.hook!r} (check the hook name, or the errors of its cases; the SAEs that ran: {', '.join(ran)})"
             )
         return bool(unused)
+
+    def prepare(self, plans: list[CasePlan]) -> list[int]:
+        """Register what the selected cases need (their texts, in one batched forward per model; their corpora,
+        in one pass per load group) and plan the load groups; returns the order to run them in (each load
+        group's cases together; the given order when everything fits at once)."""
+        from ..cases.plan import corpora_read, corpora_with_loss
+
+        for plan in plans:
+            self.want(plan.target, plan.texts(), corpora_read(plan), corpora_with_loss(plan))
+        groups = self.schedule([plan.target for plan in plans])
+        if not groups or max(groups.values()) == 0:
+            return list(range(len(plans)))
+        models = list(dict.fromkeys(plan.target.model for plan in plans))
+        return sorted(range(len(plans)), key=lambda i: (models.index(plans[i].target.model), groups[plans[i].target]))
+
+    def finish(self, complete: bool) -> bool:
+        """At the end of a run: a HOOK= candidate that replaced nothing fails it, and the baselines are written
+        (after a complete run, and not when a promotion replaced nothing). True when the run must fail for it."""
+        unused = self.unused_candidates()
+        failed = self.run.finish(complete and not unused, self.options.update and bool(self.options.candidates))
+        return failed or unused
 
     def run_plan(self, plan: CasePlan) -> Record:
         """One case on its target, compared with its baseline: what the pytest item and the Python API report.
@@ -240,6 +374,7 @@ class Session:
         at = f" (at {hooks} hooks)" if hooks > len(self.model_caches) else ""
         lines = [f"interp-tests: loaded {loads} on {reg.device}/{reg.dtype}; {texts} texts in {passes} batched forward passes{at}"]
         lines.extend(self.passes)
+        lines.extend(self.group_lines())
         for key, matching in self.matchings.items():
             reference, candidate = cast(tuple[SaeRef, SaeRef], key)
             lines.append(f"interp-tests: {matching.summary(reference.label, self.labels.get(candidate, candidate.label))}")
