@@ -123,9 +123,9 @@ def fuzzed_runs(pytester: pytest.Pytester, n_files: int, seed: int, batch: int =
 
 
 def fuzzed_command_lines(pytester: pytest.Pytester, n: int, seed: int) -> int:
-    from .fuzzing import fuzzed_command_line, judge, seeds, write_batch
-
     import yaml
+
+    from .fuzzing import fuzzed_command_line, judge, seeds, write_batch
 
     rng = random.Random(seed)
     suite = write_batch(pytester.path / "suite", [yaml.safe_dump(s, sort_keys=False) for s in seeds()])

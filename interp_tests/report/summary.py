@@ -44,16 +44,25 @@ class RunSummary:
 
         return self._write("Markdown summary", path, lambda: render_markdown(self.results, self.baselines.drift, session_lines, self.boards()))
 
+    def ordered(self) -> list[dict[str, Any]]:
+        """The results in the order of the case files and their cases, each case's checkpoints by label: the same
+        whichever order the run took (load groups, xdist workers)."""
+        def key(r: dict[str, Any]) -> tuple[str, int, str]:
+            file, _, line = str(r.get("where", "")).rpartition(":")
+            return file, int(line) if line.isdigit() else 0, str(r.get("checkpoint") or "")
+
+        return sorted(self.results, key=key)
+
     def boards(self) -> list[Board]:
         from .leaderboard import leaderboard
 
-        return leaderboard(self.results, self.baselines.drift)
+        return leaderboard(self.ordered(), self.baselines.drift)
 
     def document(self, session_lines: list[str], options: Mapping[str, Any], complete: bool) -> dict[str, Any]:
         """The run as one JSON document (docs/JSON.md)."""
         from .document import run_document
 
-        return run_document(self.results, self.baselines.drift, self.boards(), session_lines, options, complete)
+        return run_document(self.ordered(), sorted(self.baselines.drift, key=lambda d: (d.where, d.checkpoint)), self.boards(), session_lines, options, complete)
 
     def write_json(self, path: Path | str, session_lines: list[str], options: Mapping[str, Any], complete: bool) -> bool:
         """Write the run's JSON document; True when it could not be written (the reason joins the summary)."""
