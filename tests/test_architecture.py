@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT
 
 ROOMS = ("common", "cases", "compute", "checks", "baselines", "report", "run", "explore", "pytest_plugin", "benchmarks")
@@ -30,12 +32,14 @@ def test_every_room_has_a_docstring_that_says_what_it_may_import() -> None:
         assert doc.startswith('"""') and ("May import" in doc or "may import" in doc), f"{init}: its docstring must say what the room may import"
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_the_layers_hold(tmp_path: Path) -> None:
     done = lint_imports(copy_of_the_package(tmp_path), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 kept, 0 broken" in done.stdout
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     root = copy_of_the_package(tmp_path)
     schema = root / "interp_tests" / "cases" / "schema.py"
@@ -45,6 +49,7 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     assert "interp_tests.cases is not allowed to import interp_tests.run" in done.stdout
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_pytest_stays_in_the_pytest_layer(tmp_path: Path) -> None:
     root = copy_of_the_package(tmp_path)
     engine = root / "interp_tests" / "compute" / "engine.py"

@@ -34,11 +34,13 @@ def _gpu_check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_gpu_check_without_an_out_dir_is_a_usage_error() -> None:
     r = _gpu_check(OUT="")
     assert r.returncode == 2 and "usage: ci/gpu-check.sh OUT_DIR" in r.stderr, r.stderr
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_gpu_check_on_a_python_without_the_dependencies_or_wheels_says_what_to_do(tmp_path: Path) -> None:
     bare = tmp_path / "bare"  # a Python that has none of the dependencies
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
@@ -48,6 +50,7 @@ def test_gpu_check_on_a_python_without_the_dependencies_or_wheels_says_what_to_d
     assert "Traceback" not in r.stdout + r.stderr
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_bench_sh_rejects_a_jemalloc_path_that_is_not_a_file(tmp_path: Path) -> None:
     r = subprocess.run(["bash", str(ROOT / "ci" / "bench.sh"), "smoke"], capture_output=True, text=True, timeout=60, env={**os.environ, "JEMALLOC": str(tmp_path / "nope.so")})
     assert r.returncode == 2 and f"JEMALLOC={tmp_path / 'nope.so'} is not a file" in r.stderr, r.stderr
@@ -80,11 +83,13 @@ def _pytest_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", _MODULES_AFTER, "-p", "no:cacheprovider", *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_the_plugin_never_imports_the_benchmarks_package() -> None:
     r = _pytest_in(ROOT, "--collect-only", "-q", "cases/tiny-stdlib.yaml")
     assert r.returncode == 0 and "IMPORTED []" in r.stdout, r.stdout[-2000:] + r.stderr
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_the_packaged_benchmarks_collect_with_pyargs_outside_a_checkout_against_the_interp_sae_candidate(tmp_path: Path) -> None:
     # a user's project: its own case file, and a candidate SAE (a copy of the bundled one) given by --interp-sae
     (tmp_path / "cases").mkdir()

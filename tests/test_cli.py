@@ -311,6 +311,7 @@ def test_errors_are_one_clear_line_and_exit_status_2(argv: list[str], needle: st
 
 
 # ----------------------------------------------------------------------------- wiring, imports, wall time
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_help_does_not_import_torch_and_the_console_script_is_declared() -> None:
     probe = (
         "import sys\n"
@@ -334,6 +335,7 @@ def test_help_does_not_import_torch_and_the_console_script_is_declared() -> None
     assert scripts == {"interp-tests": "interp_tests.explore.cli:main"}
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_python_m_interp_tests_inspect_end_to_end_imports_no_transformer_lens_or_saelens() -> None:
     """On the bundled pair `inspect` runs on plain torch (bundled_forward): importing TransformerLens and
     SAELens alone takes longer than its 5 s target. Its wall time is benchmarks/test_inspect.py's."""

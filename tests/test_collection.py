@@ -57,6 +57,7 @@ target:
     )
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_collect_only_imports_no_torch_transformer_lens_or_sae_lens(pytester: pytest.Pytester) -> None:
     case_file(pytester, "one", SIMPLE)
     pytester.makeconftest(

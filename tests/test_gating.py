@@ -70,45 +70,44 @@ def compare(pytester: pytest.Pytester, candidate: Path) -> pytest.RunResult:
 
 
 def test_readme_recipe_on_identical_noisy_permuted_and_zeroed_candidates(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:
+    """Record on the reference, then gate the four candidates in one sweep run (README's sweep form): each
+    (case, candidate) is its own item, the drift rows name their checkpoint."""
     cases = recorded_repo(pytester)
     data = json.loads((cases / "tiny-stdlib.yaml.baseline.json").read_text())
     entry = data["cases"]["def-keyword-feature"]["tiny-stdlib-res/blocks.1.hook_resid_pre"]
     assert entry["features"] == {"def_keyword": DEF_FEATURE}  # baselines record the index each name resolved to
+    sweep = pytester.runpytest("cases/", *(f"--interp-sae={candidates[name]}" for name in ("identical", "noisy", "permuted", "def-zeroed")), "--interp-compare", "-p", "no:cacheprovider", "-rA")
+    out = sweep.stdout.str()
+    outcome = {(m.group(2), m.group(1)): m.group(0).split()[0] for m in re.finditer(r"^(?:PASSED|FAILED) cases/\S+::([^\[\s]+)(?:\[[^\]]*\])?\[([\w-]+)\]", out, re.M)}
+    cases_per_candidate = 8
 
     # (a) an identical copy: every claim and every value holds, nothing lacks a baseline
-    same = compare(pytester, candidates["identical"])
-    same.assert_outcomes(passed=8)
-    out = same.stdout.str()
-    assert "no baseline" not in out and re.search(r"drift from the reference baselines: 0 of \d+ compared values out of tolerance", out), out
-    assert "MMCS 1.0000, 100.0% of 1024 reference features matched" in out, out
+    assert [outcome[("identical", c)] for (n, c) in outcome if n == "identical"] == ["PASSED"] * cases_per_candidate, outcome
+    assert "no baseline" not in out
+    assert "-> identical: MMCS 1.0000, 100.0% of 1024 reference features matched" in out, out
 
     # (b) a noisy copy: fails, with drift rows for explained variance, kl_div and a fires value
-    noisy = compare(pytester, candidates["noisy"])
-    out = noisy.stdout.str()
-    assert noisy.ret == 1
+    assert "FAILED" in {outcome[k] for k in outcome if k[0] == "noisy"}
     drift = out[out.index("drift from the reference baselines"):]
     suite = ROOT / "cases" / "tiny-stdlib.yaml"
     for needle, check in (("- explained_variance:", "explained_variance"), ("- kl_div:", "kl_div")):
         where = f"cases/tiny-stdlib.yaml:{line_of(suite, needle)}"
-        row = next(line for line in drift.splitlines() if f"{where} " in line and f" {check} " in line)
+        row = next(line for line in drift.splitlines() if f"{where} " in line and f" {check} " in line and line.rstrip().endswith("noisy"))
         assert row.lstrip().startswith("FAIL"), row
-    assert any(line.lstrip().startswith("FAIL") and " fires " in line for line in drift.splitlines()), drift
+    assert any(line.lstrip().startswith("FAIL") and " fires " in line and line.rstrip().endswith("noisy") for line in drift.splitlines()), drift
 
     # (c) features shuffled: selectors and plain indices follow the matching, everything passes, the mapping is shown
     perm = checkpoints.permutation(1024)
     moved_to = int((perm == DEF_FEATURE).nonzero()[0, 0])  # the copy's index of feature 692
-    shuffled = compare(pytester, candidates["permuted"])
-    out = shuffled.stdout.str()
-    shuffled.assert_outcomes(passed=8)
-    assert f"def_keyword: reference #{DEF_FEATURE} -> candidate #{moved_to}" in out, out
+    assert [outcome[k] for k in outcome if k[0] == "permuted"] == ["PASSED"] * cases_per_candidate, outcome
+    assert f"[permuted] def_keyword: reference #{DEF_FEATURE} -> candidate #{moved_to}" in out, out
     assert f"reference #{DEF_FEATURE} runs as candidate #{moved_to} (decoder cos 1.000)" in out, out
 
     # (d) the def feature zeroed: def_keyword rebinds to another feature; reported, and it fails under --interp-compare
-    zeroed = compare(pytester, candidates["def-zeroed"])
-    out = zeroed.stdout.str()
-    assert zeroed.ret == 1
+    assert outcome[("def-zeroed", "def-keyword-feature")] == "FAILED"
     assert f"def_keyword: #{DEF_FEATURE} on the reference, #" in out and f"best match of #{DEF_FEATURE} is #{DEF_FEATURE} at cos 1.00" in out, out
     assert f"FAIL cases/tiny-stdlib.yaml:{line_of(ROOT / 'cases' / 'tiny-stdlib.yaml', '  def_keyword:')}  feature_identity [def_keyword = #" in out, out
+    assert out.count("corpus pass on") == 1  # one pass for the four candidates
 
 
 def test_recording_never_lands_on_a_candidate_and_promotion_is_explicit(pytester: pytest.Pytester, candidates: dict[str, Path]) -> None:

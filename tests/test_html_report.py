@@ -227,6 +227,7 @@ def test_a_report_that_cannot_be_written_fails_the_run(pytester: pytest.Pytester
     assert "Traceback" not in res.stdout.str()
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_help_and_collect_only_import_no_matplotlib(pytester: pytest.Pytester) -> None:
     case_file(pytester, "one", "cases:\n  - id: sparsity\n    text: \"x = 1\"\n    expect:\n      - l0: {min: 1}\n")
     pytester.makeconftest(
@@ -255,6 +256,7 @@ def browser(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess[
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "LANG": "C.UTF-8"})
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_report_in_headless_chromium(pytester: pytest.Pytester, tmp_path: Path) -> None:
     exe = chromium()
     (pytester.path / "out").mkdir()

@@ -127,7 +127,7 @@ def test_corpus_loss_values_equal_three_full_forwards_per_batch(interp_model: An
         calibrate(sae, acts, 16)
         engines.append(SaeEngine(HookCache(interp_model, hook, 1024, shared=shared), sae, hook))
     engines.append(SaeEngine(HookCache(interp_model, "blocks.1.hook_mlp_out", 1024, shared=shared), random_sae(128, 64, "blocks.1.hook_mlp_out", seed=9), "second at mlp_out"))
-    corpus = Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=2000, context=128), Path("."), "heldout")
+    corpus = Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=1000, context=128), Path("."), "heldout")
     stats = run_pass(engines, corpus, with_loss={id(e) for e in engines}, progress=None)
     for engine, got in zip(engines, stats):
         want: dict[str, list[float]] = {"orig": [], "sae": [], "zero": [], "kl": []}
@@ -135,7 +135,7 @@ def test_corpus_loss_values_equal_three_full_forwards_per_batch(interp_model: An
             for _, tokens, mask, keep in _windows_batches(engine, corpus):
                 for k, v in three_full_forwards(interp_model, engine.sae, engine.hooks.hook, tokens, mask, keep).items():
                     want[k].extend(v)
-        assert got.predictions == len(want["kl"]) > 1000
+        assert got.predictions == len(want["kl"]) > 500
         ce = {k: sum(want[k]) / len(want[k]) for k in ("orig", "sae", "zero")}
         expected = {
             "ce_orig": ce["orig"], "ce_sae": ce["sae"], "ce_zero": ce["zero"], "kl_div": sum(want["kl"]) / len(want["kl"]),

@@ -195,6 +195,7 @@ def test_the_python_api_takes_an_sae_and_a_model_in_memory(pytester: pytest.Pyte
         interp_tests.evaluate(path, comparee=True)
 
 
+@pytest.mark.slow  # starts a fresh interpreter or a browser
 def test_importing_the_api_imports_no_pytest_and_no_torch() -> None:
     import subprocess
     import sys

@@ -34,6 +34,8 @@ from ..common.files import PathError, checked_file
 
 KeyPath = tuple[str | int, ...]
 
+MAX_TAG_CHARS = 256  # a YAML tag's length: case files need none but !!str
+CUT_TAG = "... ({:,} characters in all)"  # what stands for the rest of a tag cut at MAX_TAG_CHARS
 MAX_DEPTH = 64  # levels of nested lists and mappings; a case file needs about 8
 MAX_INT_DIGITS = 4_000  # below Python's limit for turning an int into text (4,300 digits)
 _INT_LIMIT = 10**MAX_INT_DIGITS
@@ -145,6 +147,16 @@ def _guarded_classes() -> tuple[Any, Any, Any]:
         def _deeper(self) -> None:
             if self.flow_level >= MAX_DEPTH:
                 raise _Refused(self.reader.line + 1, _too_deep())
+
+        def scan_tag(self) -> Any:
+            """Cuts a tag longer than MAX_TAG_CHARS as it is read: ruamel decodes a tag's suffix one character
+            at a time into a growing string (a 1 MB tag cost seconds), and a tag that long is refused all the
+            same (case files hold no tag but !!str), with its first characters in the message."""
+            token = super().scan_tag()
+            handle, suffix = token.value
+            if suffix is not None and len(suffix) > MAX_TAG_CHARS:
+                token.value = (handle, suffix[:60] + CUT_TAG.format(len(suffix) + len(handle or "")))
+            return token
 
     class DepthComposer(Composer):  # type: ignore[misc]
         """Caps nesting (block and flow) before ruamel's recursive composer and constructor go deeper, refuses
@@ -421,7 +433,8 @@ def _too_large(value: int) -> str:
 
 def _unsupported(loc: KeyPath, node: Any, tag: str | None, line: int | None = None) -> NoReturn:
     tag = _short_tag(tag)
-    shown = f"a value tagged {clip(tag, 60)}" if tag else f"a {type(node).__name__} value"
+    cut = tag is not None and tag.endswith(" characters in all)") and "... (" in tag  # cut by the scanner already
+    shown = f"a value tagged {tag if cut else clip(tag or '', 60)}" if tag else f"a {type(node).__name__} value"
     what = f"{shown} is not supported: case files hold strings, numbers, true/false, lists and mappings (remove the tag or quote the value)"
     raise _Unsupported(loc, what, line)
 

@@ -202,25 +202,30 @@ class Session:
         from ..compute.memory import peak_rss, reset_peak
 
         previous = self.held.get(model)
+        self.held[model] = group
+        if previous is None and not self.groups:
+            return  # one group: nothing to release, nothing to measure per group
         if previous is not None:
             self.group_peaks[(model, previous)] = peak_rss()
         held_refs = {k.reference for k in self.groups if k.reference is not None}
+        released = 0
         for key, _ in list(self.engines.items()):
             key = cast(TargetKey, key)
             if key.model == model and self.groups.get(key, 0) != group:
                 self.engines.values.pop(key, None)
+                released += 1
                 if key.sae not in held_refs and self._registry is not None:
                     self._registry.release(key.sae)
                 for pair in [m for m, _ in self.matchings.items() if cast(tuple[SaeRef, SaeRef], m)[1] == key.sae]:
                     self.matchings.values.pop(pair, None)
-        gc.collect()
+        if released:
+            gc.collect()  # tensors held in reference cycles (hooks, closures) go now, not at some later collection
         if self.registry.device.startswith("cuda"):
             import torch
 
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.registry.device)
         reset_peak()
-        self.held[model] = group
 
     def group_lines(self) -> list[str]:
         """One line per load group, when the sweep needed more than one: its SAEs, their weights, its peak memory."""
