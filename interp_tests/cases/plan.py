@@ -122,10 +122,20 @@ def corpora_read(plan: CasePlan) -> set[tuple[object, str]]:
 def corpora_with_loss(plan: CasePlan) -> set[tuple[object, str]]:
     """Corpus keys (spec, base) that a loss check of the case reads: one streamed pass then computes the
     loss statistics along with the others, instead of a second pass."""
+    return corpora_with(plan, schema.LOSS_CHECKS)
+
+
+def corpora_with_legacy(plan: CasePlan) -> set[tuple[object, str]]:
+    """Corpus keys (spec, base) that an explained_variance_legacy check of the case reads (it needs a second pass,
+    shared by every SAE of a load group that needs one)."""
+    return corpora_with(plan, ("explained_variance_legacy",))
+
+
+def corpora_with(plan: CasePlan, checks: tuple[str, ...]) -> set[tuple[object, str]]:
     model = plan.case_file.model
     out: set[tuple[object, str]] = set()
     for expectation in plan.case.expect:
-        if expectation.name not in schema.LOSS_CHECKS:
+        if expectation.name not in checks:
             continue
         groups = getattr(expectation.params, "on", None) or plan.case.on or ()
         for group in groups:

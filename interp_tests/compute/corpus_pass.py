@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..common.errors import CaseError
 from .corpus import ContentHash, Corpus, batches
 from .corpus_stats import CorpusStats
-from .engine import encode_and_decode, hook_activations, hooks_activations, padded
+from .engine import encode_and_decode, hooks_activations, padded
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +47,11 @@ def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legac
         if engine.pass_log is not None:
             engine.pass_log(corpus, engines, all_stats)
     stats = engine.corpus_cache[key]
-    if legacy and stats.legacy_sum is None:  # the second pass the legacy form needs, on top of the cached first
-        legacy_pass(engine, corpus, stats)
+    if legacy and stats.legacy_sum is None:  # the second pass the legacy form needs, for every peer that needs it too
+        peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine]
+        wanting = [p for p in peers if key in p.legacy_corpora and key in p.corpus_cache and p.corpus_cache[key].legacy_sum is None]
+        engines = [engine, *wanting]
+        legacy_pass(engines, corpus, [e.corpus_cache[key] for e in engines])
     return stats
 
 
@@ -132,14 +135,20 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
     return all_stats
 
 
-def legacy_pass(engine: SaeEngine, corpus: Corpus, stats: CorpusStats) -> None:
-    """The per-token (legacy) explained variance needs the corpus mean: a second pass over the same windows."""
+def legacy_pass(engines: list[SaeEngine], corpus: Corpus, all_stats: list[CorpusStats]) -> None:
+    """The per-token (legacy) explained variance needs the corpus mean: a second pass over the same windows,
+    one forward per batch for every SAE of `engines` (on `engines[0]`'s model)."""
     import torch
 
-    total = 0.0
+    lead = engines[0]
+    hooks = sorted({e.hooks.hook for e in engines})
+    totals = [0.0] * len(engines)
     with torch.inference_mode():
-        for _, tokens, mask, keep in _windows_batches(engine, corpus):
-            x = _activations(engine, hook_activations(engine.model, engine.hooks.hook, tokens, mask), keep)
-            _, x_hat = encode_and_decode(engine.sae, x, engine.encode_tokens)
-            total += stats.legacy_terms(x, x_hat)
-    stats.legacy_sum = total  # set only once the pass is complete: an interrupted pass leaves no partial sum
+        for _, tokens, mask, keep in _windows_batches(lead, corpus):
+            acts = hooks_activations(lead.model, hooks, tokens, mask)
+            for i, (engine, stats) in enumerate(zip(engines, all_stats)):
+                x = _activations(engine, acts[engine.hooks.hook], keep)
+                _, x_hat = encode_and_decode(engine.sae, x, engine.encode_tokens)
+                totals[i] += stats.legacy_terms(x, x_hat)
+    for stats, total in zip(all_stats, totals):
+        stats.legacy_sum = total  # set only once the pass is complete: an interrupted pass leaves no partial sum

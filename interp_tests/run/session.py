@@ -56,6 +56,7 @@ class Session:
     prefetched: list[str] = field(default_factory=list)
     progress: Callable[[str], None] | None = None  # where long corpus passes report how far they are
     loss_corpora: set[tuple[object, str]] = field(default_factory=set)
+    legacy_corpora: set[tuple[TargetKey, tuple[object, str]]] = field(default_factory=set)  # (target, corpus) a legacy EV reads
     corpus_readers: dict[tuple[object, str], set[TargetKey]] = field(default_factory=dict)
     replaced: set[str] = field(default_factory=set)  # labels of the candidates that replaced an SAE
     reference_engines: dict[Any, SaeEngine] = field(default_factory=dict)  # (reference, hook, model) -> its engine
@@ -107,7 +108,10 @@ class Session:
             out.append(dataclasses.replace(key, sae=c.sae, reference=sae, name=c.label, only_at=c.hook))
         return out or [key]
 
-    def want(self, key: TargetKey, texts: list[str], corpora: set[tuple[object, str]] | None = None, corpora_with_loss: set[tuple[object, str]] | None = None) -> None:
+    def want(
+        self, key: TargetKey, texts: list[str], corpora: set[tuple[object, str]] | None = None,
+        corpora_with_loss: set[tuple[object, str]] | None = None, corpora_with_legacy: set[tuple[object, str]] | None = None,
+    ) -> None:
         """Texts a selected case will encode; they are computed together on first use of the target. Corpora
         are read in one streamed pass for every target that reads them (with the loss statistics where a loss
         check reads them)."""
@@ -115,6 +119,7 @@ class Session:
         for corpus in corpora or ():
             self.corpus_readers.setdefault(corpus, set()).add(key)
         self.loss_corpora.update(corpora_with_loss or ())
+        self.legacy_corpora.update((key, c) for c in corpora_with_legacy or ())
 
     def corpus_peers(self, corpus: tuple[object, str], group: int | None = None) -> list[SaeEngine]:
         """The engines of the targets that read a corpus (those that could be built), in one load group."""
@@ -272,6 +277,7 @@ class Session:
         engine.progress = self.progress
         engine.loss_corpora = self.loss_corpora
         engine.pass_log = self._log_pass
+        engine.legacy_corpora = {corpus for k, corpus in self.legacy_corpora if k == key}
         engine.checkpoint = key.checkpoint if key.name else ""
         if key.name:
             self.labels[key.sae] = key.name
@@ -314,10 +320,10 @@ class Session:
         """Register what the selected cases need (their texts, in one batched forward per model; their corpora,
         in one pass per load group) and plan the load groups; returns the order to run them in (each load
         group's cases together; the given order when everything fits at once)."""
-        from ..cases.plan import corpora_read, corpora_with_loss
+        from ..cases.plan import corpora_read, corpora_with_legacy, corpora_with_loss
 
         for plan in plans:
-            self.want(plan.target, plan.texts(), corpora_read(plan), corpora_with_loss(plan))
+            self.want(plan.target, plan.texts(), corpora_read(plan), corpora_with_loss(plan), corpora_with_legacy(plan))
         groups = self.schedule([plan.target for plan in plans])
         if not groups or max(groups.values()) == 0:
             return list(range(len(plans)))
