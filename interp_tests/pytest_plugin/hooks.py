@@ -94,6 +94,35 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     )
     config.pluginmanager.register(ReportRelay(config.stash[STATE]), "interp-tests-relay")
+    for line in rootdir_warnings(config):
+        config.issue_config_time_warning(pytest.PytestConfigWarning(line), stacklevel=2)
+
+
+PATH_OPTIONS = ("--interp-sae", "--interp-md", "--interp-html", "--interp-json")
+
+
+def rootdir_warnings(config: pytest.Config) -> list[str]:
+    """pytest picks its rootdir from the paths on the command line before it loads plugins, so the value of an
+    option written `--interp-sae PATH` (not `--interp-sae=PATH`) counts as a test path (pytest issue #8846)
+    and can move the rootdir up to a common ancestor: node ids, JUnit class names and .pytest_cache move with it."""
+    args = [str(a) for a in config.invocation_params.args]
+    cwd, root = config.invocation_params.dir, config.rootpath
+    out = []
+    for option, value in zip(args, args[1:]):
+        if option not in PATH_OPTIONS or value.startswith("-"):
+            continue
+        try:
+            path = (cwd / value).resolve()
+            if not path.exists() or path.is_relative_to(cwd.resolve()):
+                continue
+        except (OSError, ValueError):
+            continue
+        if path.is_relative_to(root) and not cwd.resolve() == root:
+            out.append(
+                f"interp-tests: `{option} {value}` names a path outside {cwd}, and pytest takes it into its rootdir ({root}) "
+                f"before plugins load (pytest issue #8846): write `{option}={value}` to keep the rootdir where it was"
+            )
+    return out
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
