@@ -213,3 +213,56 @@ def test_importing_the_api_imports_no_pytest_and_no_torch() -> None:
     code = "import sys, interp_tests; from interp_tests.api import evaluate; print(sorted(m for m in ('pytest', 'torch', '_pytest') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ})
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_a_separated_absolute_candidate_path_that_moves_the_rootdir_is_named(pytester: pytest.Pytester, runs: Path) -> None:
+    sweep_repo(pytester, runs)
+    outside = str(runs / "copy" / "final")  # another temporary directory: outside the repository
+    moved = pytester.runpytest("cases/", "--collect-only", "-q", "--interp-sae", outside, "-p", "no:cacheprovider")
+    assert "pytest issue #8846" in moved.stdout.str() and f"--interp-sae={outside}" in moved.stdout.str()
+    kept = pytester.runpytest("cases/", "--collect-only", "-q", f"--interp-sae={outside}", "-p", "no:cacheprovider")
+    assert "8846" not in kept.stdout.str()
+    kept.stdout.fnmatch_lines(["cases/claims.yaml::def-feature[final]"])  # node ids from the repository's root
+
+
+@pytest.mark.slow  # starts a browser
+def test_the_sweeps_html_report_in_a_browser(pytester: pytest.Pytester, runs: Path, tmp_path: Path) -> None:
+    from .test_html_report import browser, chromium
+
+    exe = chromium()
+    sweep_repo(pytester, runs)
+    report = pytester.path / "sweep.html"
+    pytester.runpytest("cases/", "--interp-sae", "runs/*/final", "--interp-compare", f"--interp-html={report}", "-p", "no:cacheprovider")
+    dom = browser(exe, tmp_path / "profile", "--dump-dom", report.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    assert '<figure class="plot" id="sparsity-plot"><svg' in page and '<figure class="plot" id="ce-plot"><svg' in page
+    legend = page[page.index('id="sparsity-plot"'):]
+    for n, label in enumerate(["tiny-stdlib-res/blocks.1.hook_resid_pre"], start=1):
+        assert f'<li value="{n}">{label}: L0 ' in legend
+    assert legend.count("<li value=") >= 5  # the reference and the four checkpoints
+    assert 'class="side-by-side"' in page and "<h4>reference</h4>" in page and "<h4>candidate</h4>" in page
+    assert 'id="leaderboard-0"' in page and "zeroed/final" in page
+
+
+@pytest.mark.slow  # writes and sweeps 50 checkpoints
+def test_fifty_checkpoints_stay_within_the_memory_budget(pytester: pytest.Pytester) -> None:
+    """50 checkpoints of 8 MB each (400 MB in all) under a 40 MB budget: groups of four, each released before the
+    next loads; the resident memory grows by far less than the sweep's weights."""
+    from interp_tests.compute.memory import reset_peak
+
+    from .helpers import save_random_sae
+
+    for i in range(50):
+        save_random_sae(pytester.path / "runs" / f"ckpt-{i:02d}", d_in=128, d_sae=8192, seed=i)
+    case_file(pytester, "claims", 'texts:\n  code: ["def add(a, b):\\n    return a + b"]\ncases:\n  - id: sparse\n    on: code\n    expect:\n      - l0: {max: 10000}\n')
+    from interp_tests.compute.memory import peak_rss, rss
+
+    reset_peak()
+    before = rss()
+    result = pytester.runpytest("cases/", "--interp-sae", "runs/ckpt-*", "--interp-memory", "0.04", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=50)
+    groups = [line for line in result.stdout.str().splitlines() if "load group" in line]
+    assert len(groups) >= 12, groups  # at most 4 of 8.4 MB (with a 1 MB reference) under 40 MB
+    grew = (peak_rss() or 0) - (before or 0)
+    assert grew < 200e6, f"peak resident memory grew by {grew / 1e6:.0f} MB for 420 MB of checkpoints"
