@@ -22,7 +22,7 @@ cases:
 @pytest.mark.parametrize(
     ("name", "sae", "strength", "mode", "temperature", "message"),
     [
-        ("width", "narrow", "1.0", "add", "0.0", "width mismatch: the SAE takes d_in=64, but the steered hook gives 128"),
+        ("width", "narrow", "1.0", "add", "0.0", "takes d_in=64, but hook 'blocks.1.hook_resid_pre' of the model gives 128"),
         ("nan-weights", "nan", "1.0", "clamp", "0.0", "non-finite values (NaN or inf)"),
         ("inf-clamp", None, ".inf", "clamp", "0.0", "non-finite values (NaN or inf) in the steered next-token logits"),
         ("inf-add", None, ".inf", "add", "1.0", "non-finite values (NaN or inf) in the steering vector"),

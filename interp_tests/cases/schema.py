@@ -414,10 +414,14 @@ class Case(Frozen):
         return self
 
 
+SAE_FORMATS = ("saelens", "sparsify", "dictionary_learning", "gemma_scope")  # compute/formats.py reads them
+
+
 class SaeRef(Frozen):
     release: Name | None = None
     id: Name | None = None
     path: PathText | None = None
+    format: Literal["saelens", "sparsify", "dictionary_learning", "gemma_scope"] | None = None  # a local checkpoint's format, when its files do not tell
 
     @model_validator(mode="after")
     def _form(self) -> SaeRef:
@@ -425,6 +429,8 @@ class SaeRef(Frozen):
             raise ValueError("give either release + id, or path, not both")
         if self.path is None and (self.release is None or self.id is None):
             raise ValueError("give release and id (a SAELens or bundled release), or path (a local SAE directory)")
+        if self.format is not None and self.path is None:
+            raise ValueError("format goes with path: a registry SAE's format is the registry's")
         return self
 
     @property

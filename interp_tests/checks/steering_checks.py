@@ -52,12 +52,18 @@ def steer_run(ctx: CheckContext, max_new_tokens: int | None) -> SteerRun:
 
     steer, prompt = _steer(ctx)
     engine = ctx.engine
-    model, hook = engine.model, engine.hooks.hook
+    model, hook = engine.model, engine.target_hook  # a transcoder steers where it writes: its output hook
     feature, _ = _steered_feature(ctx)
     key = (prompt, steer, feature)
     runs: dict[Any, SteerRun] = engine.steer_cache
     tokens = engine.hooks.tokens(prompt).unsqueeze(0)
     n = tokens.shape[1]
+
+    if engine.out_hook is not None and steer.mode == "clamp":
+        raise CaseError(
+            f"{ctx.case_file.where('cases', ctx.case_index, 'steer', 'mode')}: mode: clamp re-encodes the steered hook, and a "
+            "transcoder reads another hook than it writes: steer a transcoder with mode: add (its decoder row, at its output hook)"
+        )
 
     def make() -> Steerer:
         return Steerer(engine.sae, feature, steer.strength, steer.mode, until=n if steer.positions == "prompt" else None)

@@ -74,6 +74,13 @@ def _activations(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> to
     return act[keep]
 
 
+def _targets(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """A transcoder's output hook activation at the tokens that count, checked against its d_out."""
+    act = act.flatten(2) if act.ndim > 3 else act
+    engine.check_out_width(int(act.shape[-1]))
+    return act[keep]
+
+
 def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], progress: Progress | None) -> list[CorpusStats]:
     """One streamed pass for SAEs on one model (`engines[0]`'s); `with_loss` holds the ids of the engines
     whose loss statistics are computed too.
@@ -89,7 +96,7 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
 
     lead = engines[0]
     model = lead.model
-    hooks = sorted({e.hooks.hook for e in engines})
+    hooks = sorted({h for e in engines for h in (e.hooks.hook, e.target_hook)})
     loss = any(id(e) in with_loss for e in engines)
     captured = input_hooks(hooks, int(model.cfg.n_layers))
     all_stats = [CorpusStats(d_sae=e.d_sae) for e in engines]
@@ -107,9 +114,10 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
             else:
                 acts = hooks_activations(model, hooks, tokens, mask)
             for engine, stats in zip(engines, all_stats):
-                hook = engine.hooks.hook
-                x = _activations(engine, acts[hook], keep)
-                feats, x_hat = encode_and_decode(engine.sae, x, engine.encode_tokens)
+                hook = engine.target_hook  # where the SAE's output is compared and spliced in (a transcoder's output hook)
+                x_in = _activations(engine, acts[engine.hooks.hook], keep)
+                x = _targets(engine, acts[hook], keep) if engine.out_hook else x_in
+                feats, x_hat = encode_and_decode(engine.sae, x_in, engine.encode_tokens)
                 # a NaN or inf in feats always reaches x_hat (inf * 0 is NaN), so x_hat's check covers it: on
                 # [n, d_sae], isfinite().all() cost more than the encode
                 if not (torch.isfinite(x).all() and torch.isfinite(x_hat).all()):
@@ -141,14 +149,15 @@ def legacy_pass(engines: list[SaeEngine], corpus: Corpus, all_stats: list[Corpus
     import torch
 
     lead = engines[0]
-    hooks = sorted({e.hooks.hook for e in engines})
+    hooks = sorted({h for e in engines for h in (e.hooks.hook, e.target_hook)})
     totals = [0.0] * len(engines)
     with torch.inference_mode():
         for _, tokens, mask, keep in _windows_batches(lead, corpus):
             acts = hooks_activations(lead.model, hooks, tokens, mask)
             for i, (engine, stats) in enumerate(zip(engines, all_stats)):
-                x = _activations(engine, acts[engine.hooks.hook], keep)
-                _, x_hat = encode_and_decode(engine.sae, x, engine.encode_tokens)
+                x_in = _activations(engine, acts[engine.hooks.hook], keep)
+                x = _targets(engine, acts[engine.target_hook], keep) if engine.out_hook else x_in
+                _, x_hat = encode_and_decode(engine.sae, x_in, engine.encode_tokens)
                 totals[i] += stats.legacy_terms(x, x_hat)
     for stats, total in zip(all_stats, totals):
         stats.legacy_sum = total  # set only once the pass is complete: an interrupted pass leaves no partial sum

@@ -70,6 +70,24 @@ def check_hook(model: HookedTransformer, hook: str) -> None:
         )
 
 
+def hook_width(model: HookedTransformer, hook: str) -> int | None:
+    """The width (trailing dims flattened) of a hook's activation, from the model's config alone; None for a
+    hook whose width the name does not tell."""
+    cfg = model.cfg
+    heads = int(cfg.n_heads) * int(cfg.d_head)
+    name = hook.rsplit(".", 1)[-1] if hook.startswith("blocks.") else hook
+    widths: dict[str, int | None] = {
+        "hook_resid_pre": cfg.d_model, "hook_resid_mid": cfg.d_model, "hook_resid_post": cfg.d_model, "hook_mlp_out": cfg.d_model,
+        "hook_attn_out": cfg.d_model, "hook_embed": cfg.d_model, "hook_pos_embed": cfg.d_model, "hook_normalized": cfg.d_model,
+        "hook_z": heads, "hook_q": heads, "hook_v": heads, "hook_k": heads, "hook_post": cfg.d_mlp, "hook_pre": cfg.d_mlp,
+    }
+    width = widths.get(name)
+    kv_heads = getattr(cfg, "n_key_value_heads", None)
+    if hook.endswith(("attn.hook_k", "attn.hook_v")) and kv_heads:
+        width = int(kv_heads) * int(cfg.d_head)
+    return int(width) if width else None
+
+
 def batches(lengths: Sequence[int], budget_tokens: int) -> list[list[int]]:
     """Indices grouped into padded batches of at most `budget_tokens` (padded) tokens, longest first."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -334,6 +352,7 @@ class SaeEngine:
     corpus_peers: Callable[[Any], list[SaeEngine]] | None = None  # other SAEs on this model that read a corpus
     pass_log: Callable[[Any, list[SaeEngine], list[Any]], None] | None = None  # told of each corpus pass this engine leads
     checkpoint: str = ""  # the short label reports show (a candidate's label); "" for the SAE's full label
+    out_hook: str | None = None  # a transcoder's output hook (its prediction's place); None for an SAE
 
     @property
     def model(self) -> HookedTransformer:
@@ -342,6 +361,23 @@ class SaeEngine:
     @property
     def d_sae(self) -> int:
         return int(self.sae.cfg.d_sae)
+
+    @property
+    def target_hook(self) -> str:
+        """The hook the SAE's output stands for: its own for an SAE, the output hook for a transcoder (where its
+        prediction is compared, spliced in and steered)."""
+        return self.out_hook or self.hooks.hook
+
+    def check_out_width(self, width: int) -> None:
+        """A transcoder's output hook width (trailing dims flattened) must be its d_out."""
+        if self.out_hook is None:
+            return
+        d_out = int(getattr(self.sae.cfg, "d_out", self.sae.W_dec.shape[-1]))
+        if width != d_out:
+            raise CaseError(
+                f"width mismatch: the transcoder {self.label} writes d_out={d_out}, but its output hook {self.out_hook!r} "
+                f"gives {width}: it was trained on another model or hook"
+            )
 
     def check_width(self, width: int) -> None:
         """The hook's activation width (trailing dims flattened) must be the SAE's d_in."""
@@ -380,13 +416,15 @@ class SaeEngine:
         import torch
 
         raw = [self.hooks.acts[t][1:] for t in texts]  # BOS dropped here
+        targets = [self.hooks.shared.acts[self.out_hook][t][1:] for t in texts] if self.out_hook else raw
         if raw:
             self.check_width(raw[0].flatten(1).shape[-1])
+            self.check_out_width(targets[0].flatten(1).shape[-1])
         lengths = [r.shape[0] for r in raw]
         flat = torch.cat(raw) if raw else torch.empty(0)
         f_all, r_all = encode_and_decode(self.sae, flat, self.encode_tokens)
         offset = 0
-        for t, n, x in zip(texts, lengths, raw):
+        for t, n, x in zip(texts, lengths, targets):
             f = f_all[offset : offset + n]
             r = r_all[offset : offset + n]
             offset += n
@@ -413,13 +451,13 @@ class SaeEngine:
         reconstruction and the zero ablation spliced in from the hook's block (losses.py); BOS is never replaced."""
         from .losses import LossBatch, clean_forward, input_hooks, spliced_logits
 
-        hook = self.hooks.hook
+        hook, target = self.hooks.hook, self.target_hook
         check_hook(self.model, hook)
         ids = [self.hooks.tokens(t) for t in texts]
         vocab = int(self.model.cfg.d_vocab_out)
         budget = max(self.model.cfg.n_ctx, self.hooks.batch_tokens * 8192 // max(vocab, 8192))
         sae = self.sae
-        captured = input_hooks([hook], int(self.model.cfg.n_layers))
+        captured = input_hooks(list(dict.fromkeys([hook, target])), int(self.model.cfg.n_layers))
         for group in batches([len(i) for i in ids], budget):
             toks, mask = padded(self.model, [ids[i] for i in group])
             keep = mask.bool()
@@ -431,8 +469,11 @@ class SaeEngine:
             x = (act.flatten(2) if act.ndim > 3 else act)[keep]
             self.check_width(int(x.shape[-1]))
             recon = decode(sae, sae.encode(x.to(sae.W_enc.dtype)))
-            sae_ce, kl = batch.ce_and_kl(spliced_logits(self.model, hook, acts, toks, mask, keep, recon))
-            zero_ce = batch.ce(spliced_logits(self.model, hook, acts, toks, mask, keep, None))
+            if self.out_hook:
+                out = acts[target]
+                self.check_out_width(int((out.flatten(2) if out.ndim > 3 else out).shape[-1]))
+            sae_ce, kl = batch.ce_and_kl(spliced_logits(self.model, target, acts, toks, mask, keep, recon))
+            zero_ce = batch.ce(spliced_logits(self.model, target, acts, toks, mask, keep, None))
             pieces = [batch.rows(v.cpu()) for v in (batch.clean_ce, sae_ce, zero_ce, kl)]
             for row, i in enumerate(group):
                 self.loss_cache[texts[i]] = TextLoss(*(p[row] for p in pieces))

@@ -119,7 +119,7 @@ class Registry:
     def sae(self, spec: SaeRef) -> SAE[Any]:
         if spec in self.injected_saes:  # an SAE handed over as an object (a training loop's): used as it is, never changed
             return self.injected_saes[spec]
-        key = (spec.release, spec.id, spec.path, self.device, self.dtype)
+        key = (spec.release, spec.id, spec.path, self.device, self.dtype, spec.format)
         return self.saes.get(key, lambda: self._counted(f"sae:{spec.label}", read_only(self._load_sae(spec))))
 
     def release(self, spec: SaeRef) -> None:
@@ -137,14 +137,7 @@ class Registry:
             from sae_lens import SAE
 
             if spec.path is not None:
-                path = Path(spec.path)
-                saelens_files(path)
-                try:
-                    return checked_sae(SAE.load_from_disk(str(path), device=self.device, dtype=self.dtype), str(path / "cfg.json"))
-                except LoadError:
-                    raise
-                except Exception as exc:  # third-party loader: any failure becomes one clear message
-                    raise LoadError(f"cannot load SAE from {str(path)!r}: {_reason(exc)}") from None
+                return self._load_local(SAE, Path(spec.path), spec.format)
             assert spec.release is not None and spec.id is not None
             if spec.release in BUNDLED_RELEASES:
                 path = BUNDLED_DIR / spec.release / spec.id
@@ -182,6 +175,27 @@ class Registry:
                 except Exception:  # the registry lookup is only for the message
                     pass
                 raise LoadError(f"cannot load SAE {spec.release!r} / {spec.id!r}{where}: {_reason(exc)}; {_hub_hint()}") from None
+
+    def _load_local(self, sae_class: Any, path: Path, fmt: str | None) -> SAE[Any]:
+        """A local checkpoint directory in any format interp-tests reads (formats.py), as a SAELens SAE."""
+        from .formats import converter, detect
+        from .transcoders import register
+
+        try:
+            checked_dir(path, "SAE directory")
+        except PathError as exc:
+            raise LoadError(f"cannot load SAE: {exc}") from None
+        fmt = fmt or detect(path)
+        register()  # the TopK transcoder architectures a sparsify transcoder loads as
+        try:
+            if fmt == "saelens":
+                saelens_files(path)
+                return checked_sae(sae_class.load_from_disk(str(path), device=self.device, dtype=self.dtype), str(path / "cfg.json"))
+            return checked_sae(sae_class.load_from_disk(str(path), device=self.device, dtype=self.dtype, converter=converter(fmt)), f"{path} ({fmt})")
+        except LoadError:
+            raise
+        except Exception as exc:  # third-party loader: any failure becomes one clear message
+            raise LoadError(f"cannot load SAE from {str(path)!r} ({fmt} format): {_reason(exc)}") from None
 
     # ------------------------------------------------------------------ models
     def model(self, name: str, kwargs: dict[str, Any] | None = None) -> HookedTransformer:
@@ -260,12 +274,38 @@ def saelens_files(path: Path) -> tuple[Path, Path]:
         raise LoadError(f"cannot load SAE: {exc}") from None
 
 
+def same_model(case_file_model: str, checkpoint_model: str | None) -> bool:
+    """Whether a checkpoint trained on `checkpoint_model` (its config's name) fits the case file's model, names
+    compared as TransformerLens resolves them (`gpt2-small` and `gpt2` are one model); True when the checkpoint
+    names none."""
+    if not checkpoint_model:
+        return True
+
+    def official(name: str) -> str:
+        if name in BUNDLED_MODELS:
+            return name
+        try:
+            from transformer_lens.loading_from_pretrained import get_official_model_name
+
+            return str(get_official_model_name(name)).lower()
+        except Exception:  # not a name TransformerLens knows: compare as written
+            return name.lower().rsplit("/", 1)[-1]
+
+    return official(case_file_model) == official(checkpoint_model) or case_file_model.lower().rsplit("/", 1)[-1] == checkpoint_model.lower().rsplit("/", 1)[-1]
+
+
 def declared_hook(ref: SaeRef) -> str | None:
     """The hook an SAE reads, from its config without loading its weights (a bundled or local SAE's cfg.json),
     or from its SAE id when that is a hook name (registry releases mostly name SAEs by hook); None when it
     cannot be told without loading."""
     import re
 
+    if ref.path is not None:
+        from .formats import declared_hook_of
+
+        found = declared_hook_of(Path(ref.path), ref.format)
+        if found is not None:
+            return found
     if ref.path is not None or ref.release in BUNDLED_RELEASES:
         cfg_path = Path(ref.path) / "cfg.json" if ref.path is not None else BUNDLED_DIR / str(ref.release) / str(ref.id) / "cfg.json"
         try:

@@ -21,8 +21,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
-from ..cases.schema import SaeRef
+from ..cases.schema import SAE_FORMATS, SaeRef
 from ..common.echo import echo
 from ..common.files import path_problem
 
@@ -77,6 +78,9 @@ def _spec(spec: str, cwd: Path, value: str) -> list[SaeRef]:
     target = cwd / spec
     if _is_dir(target):
         return [SaeRef(path=str(target.resolve()))]
+    head, sep, rest = spec.partition(":")
+    if sep and head in SAE_FORMATS:  # FORMAT:DIR (or a glob), checked before RELEASE:ID: no release is named like a format
+        return [SaeRef(path=ref.path, format=cast(Any, head)) for ref in _spec(rest, cwd, value) if ref.path is not None] or _no_directory(rest, value)
     if GLOB_CHARS.search(spec):
         pattern = str(target) if not os.path.isabs(spec) else spec
         try:
@@ -96,6 +100,10 @@ def _spec(spec: str, cwd: Path, value: str) -> list[SaeRef]:
     problem = path_problem(spec)
     why = f"the path {problem}" if problem else "not a directory, not a glob that matches one, and not RELEASE:ID"
     raise ValueError(f"Could not parse value: {echo(value)} ({why})")
+
+
+def _no_directory(spec: str, value: str) -> list[SaeRef]:
+    raise ValueError(f"Could not parse value: {echo(value)} ({echo(spec)} is not a directory)")
 
 
 def expand(values: Sequence[str], cwd: Path) -> tuple[Candidate, ...]:
@@ -119,7 +127,7 @@ def unique_labels(refs: Iterable[SaeRef]) -> list[str]:
     parts = [_label_parts(ref) for ref in refs]
     depth = [1] * len(refs)
     while True:
-        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        labels = [_with_format(ref, "/".join(p[-d:])) for ref, p, d in zip(refs, parts, depth)]
         clash = {label for label in labels if labels.count(label) > 1}
         if not clash:
             return labels
@@ -136,3 +144,13 @@ def _label_parts(ref: SaeRef) -> list[str]:
     if ref.path is not None:
         return [p for p in Path(ref.path).parts if p not in ("/", "")] or [ref.path]
     return [str(ref.release), str(ref.id)]
+
+
+def _with_format(ref: SaeRef, label: str) -> str:
+    """A checkpoint of another library's format says so in its label: `sparsify:lr=3e-4/final`."""
+    if ref.path is None:
+        return label
+    from ..compute.formats import format_of
+
+    fmt = ref.format or format_of(Path(ref.path))
+    return f"{fmt}:{label}" if fmt not in (None, "saelens") else label

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..baselines.protocol import Baselines
 from ..cases.plan import CasePlan, TargetKey
 from ..cases.schema import SaeRef, Target
-from ..common.errors import InterpTestsError
+from ..common.errors import InterpTestsError, LoadError
 from ..common.memo import Memo
 from ..report.summary import RunSummary
 from .options import Options
@@ -254,7 +254,9 @@ class Session:
         return lines
 
     def _build(self, key: TargetKey) -> SaeEngine:
-        from ..compute.engine import HookCache, ModelCache, SaeEngine, check_hook
+        from ..compute.engine import HookCache, ModelCache, SaeEngine, check_hook, hook_width
+        from ..compute.registry import same_model
+        from ..compute.transcoders import output_hook
 
         reg = self.registry
         if key.only_at is not None and key.reference is not None:  # HOOK=: only where the reference reads HOOK
@@ -270,10 +272,26 @@ class Session:
             self.replaced.add(key.checkpoint)
         model = reg.model_for_sae(key.model, sae, json.loads(key.model_kwargs))
         check_hook(model, hook)
+        checkpoint_model = getattr(sae.cfg.metadata, "model_name", None)
+        if reg.injected_model is None and not same_model(key.model, checkpoint_model):
+            raise LoadError(
+                f"SAE {key.checkpoint} was trained on {checkpoint_model!r} (its config says), and the case file's model is "
+                f"{key.model!r}: give the case file the checkpoint's model, or the checkpoint of this model"
+            )
+        width = hook_width(model, hook)
+        if width is not None and width != int(sae.cfg.d_in):
+            raise LoadError(
+                f"width mismatch: the SAE {key.label} takes d_in={int(sae.cfg.d_in)}, but hook {hook!r} of the model gives {width}: "
+                "the SAE was trained on another model or hook (set target.hook or pick the matching SAE)"
+            )
         if id(model) not in self.model_caches:
             self.model_caches[id(model)] = ModelCache(model, self.batch_tokens)
         hooks = HookCache(model, hook, self.batch_tokens, shared=self.model_caches[id(model)])
-        engine = SaeEngine(hooks, sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference)
+        out_hook = output_hook(sae)  # a transcoder predicts another hook: its activations are read in the same forward
+        if out_hook is not None:
+            check_hook(model, out_hook)
+            hooks.shared.register(out_hook)
+        engine = SaeEngine(hooks, sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference, out_hook=out_hook)
         engine.progress = self.progress
         engine.loss_corpora = self.loss_corpora
         engine.pass_log = self._log_pass
