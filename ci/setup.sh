@@ -10,3 +10,6 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 .venv/bin/python -m pip install -q --upgrade pip
 [ "$TORCH_SPEC" = skip ] || .venv/bin/python -m pip install -q "$TORCH_SPEC"
 .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[dev]"
+# dictionary_learning's checkpoints are checked against the library itself; its own requirements (nnsight, wandb,
+# umap, a torch of its choosing) are not needed to build its autoencoder classes, so it is installed alone.
+.venv/bin/python -m pip install -q --no-deps dictionary-learning==0.1.0

@@ -172,7 +172,9 @@ def sparsify_converter(path: str | Path, device: str = "cpu", cfg_overrides: dic
     w_dec = tensors.get("W_dec")
     if w_dec is None:
         raise LoadError(f"cannot load SAE: {path / 'sae.safetensors'} has no decoder (W_dec): it was saved without one")
-    d_out = int(w_dec.shape[-1])
+    transcode = bool(cfg.get("transcode"))
+    # A transcoder's output width is the decoder's, and only the decoder says it; an SAE's is its input's.
+    d_out = int(w_dec.shape[-1]) if transcode and w_dec.dim() == 2 and int(w_dec.shape[0]) == n else d_in
     _shape(tensors, "W_dec", (n, d_out), path / "sae.safetensors")
     run = path.parent / "config.json"
     model = None
@@ -181,7 +183,6 @@ def sparsify_converter(path: str | Path, device: str = "cpu", cfg_overrides: dic
             model = json.loads(run.read_text(encoding="utf-8")).get("model")
         except (OSError, ValueError):
             model = None
-    transcode = bool(cfg.get("transcode"))
     hook, transcoder_in = hook_of_module(path.name)
     state = {
         "W_enc": encoder.T.contiguous(),
@@ -345,13 +346,14 @@ def gemma_scope_converter(path: str | Path, device: str = "cpu", cfg_overrides: 
 def _gemma_scope_names(path: Path) -> tuple[str | None, str | None]:
     text = "/".join(path.resolve().parts)
     layer = re.search(r"layer_(\d+)", text)
-    release = re.search(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att)", text)
+    release = re.search(r"gemma-scope-(?:(\d+b)-(pt|it)-)?(res|mlp|att)\b", text)
     site = release.group(3) if release else None
     hook = None
-    if layer is not None:
-        hook = {"res": "blocks.{}.hook_resid_post", "mlp": "blocks.{}.hook_mlp_out", "att": "blocks.{}.attn.hook_z", None: None}[site]
-        hook = hook.format(int(layer.group(1))) if hook else None
-    model = f"gemma-2-{release.group(1)}" + ("-it" if release.group(2) == "it" else "") if release else None
+    if layer is not None and site is not None:
+        hook = {"res": "blocks.{}.hook_resid_post", "mlp": "blocks.{}.hook_mlp_out", "att": "blocks.{}.attn.hook_z"}[site].format(int(layer.group(1)))
+    model = None
+    if release is not None and release.group(1):
+        model = f"gemma-2-{release.group(1)}" + ("-it" if release.group(2) == "it" else "")
     return hook, model
 
 
