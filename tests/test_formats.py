@@ -74,10 +74,11 @@ def test_sparsify_checkpoints_equal_sparsifys_own_forward(tmp_path: Path, transc
         assert sae.cfg.metadata.hook_name == "blocks.3.hook_resid_post" and sae.cfg.apply_b_dec_to_input
 
 
-@pytest.mark.parametrize("cls", ["AutoEncoder", "AutoEncoderTopK", "GatedAutoEncoder", "JumpReluAutoEncoder", "BatchTopKSAE"])
+@pytest.mark.parametrize("cls", ["AutoEncoder", "AutoEncoderTopK", "GatedAutoEncoder", "JumpReluAutoEncoder", "BatchTopKSAE", "MatryoshkaBatchTopKSAE"])
 def test_dictionary_learning_checkpoints_equal_its_own_forward(tmp_path: Path, dictionary_learning: Any, cls: str) -> None:
     from dictionary_learning.dictionary import AutoEncoder, GatedAutoEncoder, JumpReluAutoEncoder
     from dictionary_learning.trainers.batch_top_k import BatchTopKSAE
+    from dictionary_learning.trainers.matryoshka_batch_top_k import MatryoshkaBatchTopKSAE
     from dictionary_learning.trainers.top_k import AutoEncoderTopK
 
     torch.manual_seed(1)
@@ -88,6 +89,7 @@ def test_dictionary_learning_checkpoints_equal_its_own_forward(tmp_path: Path, d
         "GatedAutoEncoder": lambda: GatedAutoEncoder(d, n),
         "JumpReluAutoEncoder": lambda: JumpReluAutoEncoder(d, n),
         "BatchTopKSAE": lambda: BatchTopKSAE(d, n, k=6),
+        "MatryoshkaBatchTopKSAE": lambda: MatryoshkaBatchTopKSAE(d, n, k=6, group_sizes=[8, 32]),
     }[cls]()
     with torch.no_grad():
         for p in ae.parameters():
@@ -116,12 +118,54 @@ def gemma_scope_params(d: int, n: int, seed: int = 0) -> dict[str, Any]:
             "b_enc": rng.normal(0, 0.1, n).astype("float32"), "b_dec": rng.normal(0, 0.1, d).astype("float32"), "threshold": np.abs(rng.normal(0.3, 0.1, n)).astype("float32")}
 
 
-def test_gemma_scope_params_equal_an_independent_numpy_jumprelu(tmp_path: Path) -> None:
+@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu", "gated"])
+def test_saelens_training_checkpoints_load_as_the_inference_sae(tmp_path: Path, architecture: str) -> None:
+    """A checkpoint folder as SAELens's trainer writes it (the training SAE's save_model, its feature sparsity
+    and its trainer state): the training config's extra keys are read past, trainer_state.pt is never read."""
+    from sae_lens.registry import get_sae_training_class
+
+    training_class, config_class = get_sae_training_class(architecture)
+    extra = {"k": 5} if "topk" in architecture else {}
+    sae = training_class(config_class(d_in=16, d_sae=48, dtype="float32", device="cpu", **extra))
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+            if "threshold" in name:  # thresholds are positive in any trained JumpReLU
+                p.copy_(p.abs() if name == "threshold" else torch.full_like(p, -2.0))
+    sae.eval()
+    if architecture == "batchtopk":  # a running threshold; at inference a JumpReLU (SAELens's own conversion)
+        sae.topk_threshold.fill_(0.4)
+    folder = tmp_path / "checkpoints" / "run1" / "204800"
+    sae.save_model(folder)
+    from safetensors.torch import save_file
+
+    save_file({"sparsity": torch.zeros(48)}, str(folder / "sparsity.safetensors"))
+    (folder / "trainer_state.pt").write_bytes(b"not read")
+    (folder / "runner_cfg.json").write_text("{}")
+    loaded = load(folder)
+    sae.save_inference_model(tmp_path / "inference")
+    from sae_lens import SAE
+
+    expected = SAE.load_from_disk(str(tmp_path / "inference"))
+    assert loaded.cfg.architecture() == expected.cfg.architecture() == ("jumprelu" if architecture == "batchtopk" else architecture)
+    x = x_of(16)
+    with torch.no_grad():
+        close(loaded.encode(x), expected.encode(x))
+        close(loaded.decode(loaded.encode(x)), expected.decode(expected.encode(x)))
+        if architecture != "batchtopk":  # the same function as the training SAE itself
+            close(loaded.encode(x), sae.encode(x))
+
+
+@pytest.mark.parametrize("release", ["gemma-scope-2b-pt-res", "gemma-scope-9b-it-res", "gemma-scope-2b-pt-transcoders"])
+def test_gemma_scope_params_equal_an_independent_numpy_jumprelu(tmp_path: Path, release: str) -> None:
     import numpy as np
 
-    folder = tmp_path / "gemma-scope-2b-pt-res" / "layer_12" / "width_16k" / "average_l0_82"
+    folder = tmp_path / release / "layer_12" / "width_16k" / "average_l0_82"
     folder.mkdir(parents=True)
     p = gemma_scope_params(16, 40)
+    if "transcoders" in release:  # a transcoder of the MLP: the decoder writes another width
+        rng = np.random.default_rng(1)
+        p |= {"W_dec": rng.normal(0, 0.3, (40, 24)).astype("float32"), "b_dec": rng.normal(0, 0.1, 24).astype("float32")}
     np.savez(folder / "params.npz", **p)
     sae = load(folder)
     x = x_of(16).numpy()
@@ -130,7 +174,12 @@ def test_gemma_scope_params_equal_an_independent_numpy_jumprelu(tmp_path: Path) 
     with torch.no_grad():
         close(sae.encode(torch.from_numpy(x)), torch.from_numpy(acts))
         close(sae.decode(sae.encode(torch.from_numpy(x))), torch.from_numpy(acts @ p["W_dec"] + p["b_dec"]))
-    assert (sae.cfg.metadata.hook_name, sae.cfg.metadata.model_name) == ("blocks.12.hook_resid_post", "gemma-2-2b")
+    model = "gemma-2-9b-it" if "9b-it" in release else "gemma-2-2b"
+    if "transcoders" in release:
+        assert sae.cfg.architecture() == "jumprelu_transcoder"
+        assert (sae.cfg.metadata.hook_name, sae.cfg.metadata.hook_name_out, sae.cfg.metadata.model_name) == ("blocks.12.ln2.hook_normalized", "blocks.12.hook_mlp_out", model)
+    else:
+        assert (sae.cfg.architecture(), sae.cfg.metadata.hook_name, sae.cfg.metadata.model_name) == ("jumprelu", "blocks.12.hook_resid_post", model)
 
 
 # ----------------------------------------------------------------------------- nothing from a checkpoint runs code

@@ -207,6 +207,30 @@ def sparsify_converter(path: str | Path, device: str = "cpu", cfg_overrides: dic
     return out, state
 
 
+# ----------------------------------------------------------------------------- SAELens training checkpoints
+def training_only_architecture(cfg_path: Path) -> bool:
+    """Whether a SAELens cfg.json names an architecture SAELens has only a training class for (BatchTopK,
+    Matryoshka BatchTopK: a training checkpoint, which becomes another architecture at inference)."""
+    from sae_lens.registry import SAE_CLASS_REGISTRY, SAE_TRAINING_CLASS_REGISTRY
+
+    architecture = _json(cfg_path, "SAE config").get("architecture")
+    return architecture not in SAE_CLASS_REGISTRY and architecture in SAE_TRAINING_CLASS_REGISTRY
+
+
+def saelens_training_converter(path: str | Path, device: str = "cpu", cfg_overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A checkpoint SAELens's trainer wrote (`TrainingSAE.save_model`) whose architecture exists only for
+    training, as the inference SAE SAELens itself would save (`save_inference_model`): SAELens's own training
+    class and its own conversion, in memory (a BatchTopK's running threshold becomes a JumpReLU's)."""
+    from sae_lens.saes.sae import TrainingSAE
+
+    training = TrainingSAE.load_from_disk(str(path), device=device)
+    state = training.state_dict()
+    training.process_state_dict_for_saving_inference(state)
+    cfg = training.cfg.get_inference_sae_cfg_dict()
+    cfg.update(cfg_overrides or {})
+    return cfg, state
+
+
 # ----------------------------------------------------------------------------- dictionary_learning
 def safe_torch_load(path: Path) -> dict[str, Any]:
     """A state dict from a .pt file, never running code: `weights_only=True`; anything that needs more is refused."""
@@ -310,9 +334,11 @@ def _guess_dictionary_class(state: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- Gemma Scope
 def gemma_scope_converter(path: str | Path, device: str = "cpu", cfg_overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A Gemma Scope params.npz (W_enc [d_in, n], W_dec [n, d_in], b_enc, b_dec, threshold): JumpReLU,
+    """A Gemma Scope params.npz (W_enc [d_in, n], W_dec [n, d_out], b_enc, b_dec, threshold): JumpReLU,
     pre = x W_enc + b_enc (b_dec not subtracted), kept where pre > threshold. The hook and the model are read
-    from the release's folder names where the path has them (`gemma-scope-2b-pt-res/layer_12/width_16k/...`)."""
+    from the release's folder names where the path has them (`gemma-scope-2b-pt-res/layer_12/width_16k/...`);
+    a folder under `gemma-scope-*-transcoders` is a JumpReLU transcoder of that layer's MLP, as SAELens's own
+    hub loader for those releases reads it."""
     import numpy as np
     import torch
 
@@ -326,35 +352,45 @@ def gemma_scope_converter(path: str | Path, device: str = "cpu", cfg_overrides: 
     if "w_enc" not in arrays:
         raise LoadError(f"cannot load SAE: {file} has no W_enc (it has {', '.join(sorted(arrays))})")
     d, n = (int(x) for x in arrays["w_enc"].shape)
+    hook, model, hook_out = _gemma_scope_names(path)
+    transcoder = hook_out is not None
+    w_dec = arrays.get("w_dec")
+    d_out = int(w_dec.shape[1]) if transcoder and w_dec is not None and w_dec.dim() == 2 and int(w_dec.shape[0]) == n else d
     state = {
         "W_enc": arrays["w_enc"],
-        "W_dec": _shape(arrays, "w_dec", (n, d), file),
+        "W_dec": _shape(arrays, "w_dec", (n, d_out), file),
         "b_enc": _shape(arrays, "b_enc", (n,), file),
-        "b_dec": _shape(arrays, "b_dec", (d,), file),
+        "b_dec": _shape(arrays, "b_dec", (d_out,), file),
         "threshold": _shape(arrays, "threshold", (n,), file),
     }
-    hook, model = _gemma_scope_names(path)
     out = {
-        "architecture": "jumprelu", "d_in": d, "d_sae": n, "dtype": str(state["W_enc"].dtype).removeprefix("torch."), "device": device,
+        "architecture": "jumprelu_transcoder" if transcoder else "jumprelu", "d_in": d, "d_sae": n,
+        "dtype": str(state["W_enc"].dtype).removeprefix("torch."), "device": device,
         "apply_b_dec_to_input": False, "normalize_activations": "none", "reshape_activations": "none",
-        "metadata": _metadata(hook, model, format="gemma_scope"),
+        "metadata": _metadata(hook, model, hook_out, format="gemma_scope"),
     }
+    if transcoder:
+        out["d_out"] = d_out
     out.update(cfg_overrides or {})
     return out, state
 
 
-def _gemma_scope_names(path: Path) -> tuple[str | None, str | None]:
+def _gemma_scope_names(path: Path) -> tuple[str | None, str | None, str | None]:
+    """(hook, model, output hook or None) from a Gemma Scope folder path."""
     text = "/".join(path.resolve().parts)
     layer = re.search(r"layer_(\d+)", text)
-    release = re.search(r"gemma-scope-(?:(\d+b)-(pt|it)-)?(res|mlp|att)\b", text)
+    release = re.search(r"gemma-scope-(?:(\d+b)-(pt|it)-)?(res|mlp|att|transcoders)\b", text)
     site = release.group(3) if release else None
-    hook = None
+    hook = hook_out = None
     if layer is not None and site is not None:
-        hook = {"res": "blocks.{}.hook_resid_post", "mlp": "blocks.{}.hook_mlp_out", "att": "blocks.{}.attn.hook_z"}[site].format(int(layer.group(1)))
+        sites = {"res": "blocks.{}.hook_resid_post", "mlp": "blocks.{}.hook_mlp_out", "att": "blocks.{}.attn.hook_z", "transcoders": "blocks.{}.ln2.hook_normalized"}
+        hook = sites[site].format(int(layer.group(1)))
+        if site == "transcoders":
+            hook_out = f"blocks.{int(layer.group(1))}.hook_mlp_out"
     model = None
     if release is not None and release.group(1):
         model = f"gemma-2-{release.group(1)}" + ("-it" if release.group(2) == "it" else "")
-    return hook, model
+    return hook, model, hook_out
 
 
 def declared_hook_of(path: Path, fmt: str | None) -> str | None:

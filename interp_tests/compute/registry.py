@@ -178,7 +178,7 @@ class Registry:
 
     def _load_local(self, sae_class: Any, path: Path, fmt: str | None) -> SAE[Any]:
         """A local checkpoint directory in any format interp-tests reads (formats.py), as a SAELens SAE."""
-        from .formats import converter, detect
+        from .formats import converter, detect, saelens_training_converter, training_only_architecture
         from .transcoders import register
 
         try:
@@ -189,7 +189,9 @@ class Registry:
         register()  # the TopK transcoder architectures a sparsify transcoder loads as
         try:
             if fmt == "saelens":
-                saelens_files(path)
+                cfg_path, _ = saelens_files(path)
+                if training_only_architecture(cfg_path):
+                    return checked_sae(sae_class.load_from_disk(str(path), device=self.device, dtype=self.dtype, converter=saelens_training_converter), str(cfg_path))
                 return checked_sae(sae_class.load_from_disk(str(path), device=self.device, dtype=self.dtype), str(path / "cfg.json"))
             return checked_sae(sae_class.load_from_disk(str(path), device=self.device, dtype=self.dtype, converter=converter(fmt)), f"{path} ({fmt})")
         except LoadError:
