@@ -89,7 +89,7 @@ def train(x: torch.Tensor, y: torch.Tensor, d_sae: int, target_l0: float, steps:
             group["lr"] = lr * min(1.0, (step + 1) / 200) * min(1.0, 5 * (steps - step) / steps)
         opt.step()
         seen = float((acts > 0).float().sum(-1).mean())
-        coef *= 1.005 if seen > target_l0 else 1 / 1.005  # steer the penalty toward the target L0
+        coef = min(10.0, max(1e-4, coef * (1.005 if seen > target_l0 else 1 / 1.005)))  # steer the penalty toward the target L0
         if step % max(1, steps // 20) == 0 or step == steps - 1:
             curve.append({"step": step, "fvu": round(float(mse.detach()), 4), "l0": round(seen, 2), "coef": coef})
             log(f"step {step}: FVU {float(mse.detach()):.4f}, L0 {seen:.1f}, coef {coef:.2e}")

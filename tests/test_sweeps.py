@@ -130,7 +130,7 @@ def test_a_broken_checkpoint_fails_its_own_items_and_the_sweep_goes_on(pytester:
     before = baseline.read_bytes()
     result = pytester.runpytest("cases/", "--interp-sae", "runs/*/final", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=7, failed=3)  # the broken one's 2 cases, and the zeroed one's matched claim
-    assert "cannot load SAE from" in result.stdout.str() and "Traceback" not in result.stdout.str()
+    assert "cannot load SAE: " in result.stdout.str() and "cfg.json is not a JSON object" in result.stdout.str() and "Traceback" not in result.stdout.str()
     stopped = pytester.runpytest("cases/", "--interp-sae", "runs/copy/final", "--interp-update", "--interp-promote", "-x", "-k", "nothing-matches")
     assert baseline.read_bytes() == before and stopped.ret == pytest.ExitCode.NO_TESTS_COLLECTED
 

@@ -348,10 +348,11 @@ class Expectation(Frozen):
 
 def _expectation_model(name: str, params: type[Check]) -> type[Expectation]:
     cls_name = "".join(part.title() for part in name.split("_")) + "Expectation"
-    return cast(type[Expectation], create_model(cls_name, __base__=Expectation, **{name: (params, ...)}))  # type: ignore[call-overload]
+    return cast(type[Expectation], create_model(cls_name, __base__=Expectation, __module__=__name__, **{name: (params, ...)}))  # type: ignore[call-overload]
 
 
 EXPECTATIONS: dict[str, type[Expectation]] = {name: _expectation_model(name, PARAMS[name]) for name in ALL_CHECKS}
+globals().update({cls.__name__: cls for cls in EXPECTATIONS.values()})  # importable by name: plans pickle (to Ray workers)
 
 
 def _one_check(data: Any) -> Any:

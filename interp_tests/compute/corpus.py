@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common.errors import CaseError
 from ..common.files import PathError, checked_file
+from ..common.shipped import on_this_node
 
 if TYPE_CHECKING:
     import torch
@@ -102,7 +103,7 @@ def documents(spec: CorpusSpec, base: Path) -> Iterator[str]:
     """The corpus's documents in file order (not shuffled)."""
     if spec.dataset is not None:
         return _dataset_documents(spec.dataset, spec.dataset_split, spec.field)
-    path = source_path(spec, base)
+    path = on_this_node(source_path(spec, base))
     try:
         checked_file(path, "corpus file")
     except PathError as exc:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
 BUNDLED_MODELS = ("tiny-stdlib",)
-BUNDLED_RELEASES = {"tiny-stdlib-res": "tiny-stdlib"}
+BUNDLED_RELEASES = {"tiny-stdlib-res": "tiny-stdlib", "tiny-stdlib-tc": "tiny-stdlib"}  # release -> its model
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -178,9 +178,11 @@ class Registry:
 
     def _load_local(self, sae_class: Any, path: Path, fmt: str | None) -> SAE[Any]:
         """A local checkpoint directory in any format interp-tests reads (formats.py), as a SAELens SAE."""
+        from ..common.shipped import on_this_node
         from .formats import converter, detect, saelens_training_converter, training_only_architecture
         from .transcoders import register
 
+        path = on_this_node(path)
         try:
             checked_dir(path, "SAE directory")
         except PathError as exc:
@@ -363,11 +365,12 @@ def published(ref: SaeRef, registry: Mapping[str, Any] | None = None) -> dict[st
     if ref.path is not None or ref.release is None or ref.id is None:
         return {}
     if ref.release in BUNDLED_RELEASES:
-        meta = json.loads((BUNDLED_DIR / "metadata.json").read_text())
-        if meta.get("sae", {}).get("id") != ref.id:
-            return {}
-        held = meta.get("heldout", {})
-        return {k: float(held[k]) for k in REGISTRY_KEYS if k in held}
+        for file in (BUNDLED_DIR / ref.release / "metadata.json", BUNDLED_DIR / "metadata.json"):
+            meta = json.loads(file.read_text()) if file.is_file() else {}
+            if (meta.get("sae", {}).get("release"), meta.get("sae", {}).get("id")) == (ref.release, ref.id):
+                held = meta.get("heldout", {})
+                return {k: float(held[k]) for k in REGISTRY_KEYS if k in held}
+        return {}
     release = (registry if registry is not None else raw_sae_registry()).get(ref.release)
     if not isinstance(release, dict):
         return {}

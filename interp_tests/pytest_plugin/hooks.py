@@ -52,6 +52,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--interp-md", default=None, metavar="FILE", help="write the run's summary as Markdown to FILE at the end (failed cases, the drift table): for a pull-request comment or $GITHUB_STEP_SUMMARY")
     group.addoption("--interp-json", default=None, metavar="FILE", help="write the whole run as one JSON document to FILE at the end (every case, check, observed value, verdict, checkpoint, corpus hash, drift row and the leaderboard; schema in docs/JSON.md), atomically; - for standard output")
     group.addoption("--interp-html", default=None, metavar="FILE", help="write the run as one self-contained HTML file to FILE at the end (cases, checks, per-token heatmaps, steering, drift, the sparsity-vs-reconstruction plot)")
+    group.addoption("--interp-ray", default=None, type=argument(opts.ray_address), metavar="ADDRESS", help="run the cases on a Ray cluster, one task per load group: local (start Ray here), auto (the cluster Ray finds), HOST:PORT or ray://HOST:PORT; collection, baselines and reports stay here. Needs pip install \"interp-tests[ray]\"")
+    group.addoption("--interp-ray-cpus", type=argument(opts.positive_int), default=1, metavar="N", help="with --interp-ray on CPUs: CPUs (and torch threads) per task (default 1); on CUDA each task takes one GPU")
+    group.addoption("--interp-ray-retries", type=argument(opts.non_negative_int), default=3, metavar="N", help="with --interp-ray: times Ray retries a task whose node or worker was lost (default 3)")
+    group.addoption("--interp-ray-ship", type=argument(opts.megabytes), default=1024.0, metavar="MB", help="with --interp-ray: local checkpoints and corpus files sent to the workers, at most MB in all (default 1024); beyond it the workers read them in place (a shared filesystem)")
     parser.addini("interp_cases", type="args", default=["cases"], help="directories whose *.yaml / *.yml files are case files (relative to the rootdir)")
     parser.addini("interp_device", default="auto", help="default for --interp-device")
     parser.addini("interp_dtype", default="float32", help="default for --interp-dtype")
@@ -91,11 +95,30 @@ def pytest_configure(config: pytest.Config) -> None:
             tolerance=config.getoption("interp_tolerance"),
             memory_gb=config.getoption("interp_memory"),
             worker=_worker_index(config),
+            ray=config.getoption("interp_ray"),
+            ray_cpus=config.getoption("interp_ray_cpus"),
+            ray_retries=config.getoption("interp_ray_retries"),
+            ray_ship_mb=config.getoption("interp_ray_ship"),
         )
     )
+    if config.getoption("interp_ray") is not None:
+        _join_cluster(config)
     config.pluginmanager.register(ReportRelay(config.stash[STATE]), "interp-tests-relay")
     for line in rootdir_warnings(config):
         config.issue_config_time_warning(pytest.PytestConfigWarning(line), stacklevel=2)
+
+
+def _join_cluster(config: pytest.Config) -> None:
+    """--interp-ray: refused with xdist (Ray spreads the work; xdist would start a driver per worker), else the
+    cluster is started or joined now, so that a wrong address fails before collection, in one line."""
+    from ..run.cluster import ClusterError
+
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        raise pytest.UsageError("--interp-ray spreads the cases over the Ray cluster; drop -n (pytest-xdist), which cannot be combined with it")
+    try:
+        config.stash[STATE].connect_cluster()
+    except ClusterError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 PATH_OPTIONS = ("--interp-sae", "--interp-md", "--interp-html", "--interp-json")
@@ -207,13 +230,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     cases = [item for item in items if isinstance(item, CaseItem)]
     if config.getoption("interp_prefetch"):
         try:
-            state.prefetched = state.prefetch([item.plan.target for item in cases])
+            keys = [item.plan.target for item in cases]
+            state.prefetched = state.cluster.prefetch(keys) if state.cluster is not None else state.prefetch(keys)
         except InterpTestsError as exc:
             pytest.exit(f"interp-tests: --interp-prefetch could not load a target: {exc}", returncode=pytest.ExitCode.TESTS_FAILED)
         config.hook.pytest_deselected(items=list(items))
         items[:] = []
         return
-    order = state.prepare([item.plan for item in cases])
+    try:
+        order = state.prepare([item.plan for item in cases])
+    except InterpTestsError as exc:  # the cluster refused the work (no GPU for --interp-device cuda, ...)
+        raise pytest.UsageError(str(exc)) from None
     if order != list(range(len(cases))):  # several load groups: each group's cases run together
         rank = {id(cases[i]): n for n, i in enumerate(order)}
         items.sort(key=lambda item: (0, rank[id(item)]) if id(item) in rank else (1, 0))
@@ -283,6 +310,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop and not session.shouldfail
     try:
         failed = state.finish(complete)
+        state.close()
         cwd = session.config.invocation_params.dir
         for option, write in (("interp_md", state.run.write_markdown), ("interp_html", state.run.write_html)):
             given = session.config.getoption(option)

@@ -22,6 +22,16 @@ def positive_int(value: str) -> int:
     return n
 
 
+def non_negative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"Could not parse value: {value!r} (expected an integer >= 0)")
+    return n
+
+
 def non_negative_float(value: str) -> float:
     try:
         x = float(value)
@@ -39,6 +49,26 @@ def gigabytes(value: str) -> float:
         x = float("nan")
     if not 0 < x < 1e9:
         raise ValueError(f"Could not parse value: {value!r} (expected a positive number of gigabytes, e.g. 8 or 0.5)")
+    return x
+
+
+def ray_address(value: str) -> str:
+    from .cluster import ClusterError, host_port
+
+    try:
+        host_port(value)
+    except ClusterError as exc:
+        raise ValueError(f"Could not parse value: {value!r} ({str(exc).split(': ', 1)[-1]})") from None
+    return value
+
+
+def megabytes(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = float("nan")
+    if not 0 <= x < 1e12:
+        raise ValueError(f"Could not parse value: {value!r} (expected a number of megabytes >= 0, e.g. 1024)")
     return x
 
 
@@ -60,6 +90,10 @@ class Options:
     tolerance: float | None = None  # --interp-tolerance: one absolute tolerance for every compared value
     worker: int | None = None  # xdist worker index (gw3 -> 3): spreads workers over GPUs
     memory_gb: float | None = None  # --interp-memory: SAE weights a load group may hold (default: half the free memory)
+    ray: str | None = None  # --interp-ray: local, auto, HOST:PORT or ray://HOST:PORT; the cases run in the cluster's tasks
+    ray_cpus: int = 1  # --interp-ray-cpus: CPUs per task on a CPU cluster
+    ray_retries: int = 3  # --interp-ray-retries: Ray's max_retries for a task whose node or worker was lost
+    ray_ship_mb: float = 1024.0  # --interp-ray-ship: local checkpoints and corpus files sent to the workers, at most
 
     @property
     def policy(self) -> ComparePolicy:
@@ -72,4 +106,5 @@ class Options:
             "device": self.device, "dtype": self.dtype, "batch_tokens": self.batch_tokens, "offline": self.offline,
             "candidates": [{"label": c.label, "sae": c.sae.label, "hook": c.hook, "given": c.given} for c in self.candidates],
             "update": self.update, "compare": self.compare, "tolerance": self.tolerance, "memory_gb": self.memory_gb,
+            "ray": self.ray,
         }

@@ -8,7 +8,6 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..baselines.protocol import Baselines
@@ -16,10 +15,12 @@ from ..cases.plan import CasePlan, TargetKey
 from ..cases.schema import SaeRef, Target
 from ..common.errors import InterpTestsError, LoadError
 from ..common.memo import Memo
+from ..common.shipped import on_this_node
 from ..report.summary import RunSummary
 from .options import Options
 
 if TYPE_CHECKING:
+    from ..checks.runner import CaseResult
     from ..compute.engine import ModelCache, SaeEngine
     from ..compute.matching import Matching
     from ..compute.registry import Registry
@@ -37,6 +38,16 @@ class Record:
     text: str
     junit: list[tuple[str, Any]]
     data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running one case gave, before any baseline: its result, or why it could not run (`problem`: the
+    record's text, with an unrunnable result), or that a `HOOK=` candidate does not apply to it."""
+
+    result: CaseResult | None
+    problem: str | None = None
+    not_this_hook: bool = False
 
 
 class NotThisHook(InterpTestsError):
@@ -67,6 +78,7 @@ class Session:
     group_peaks: dict[tuple[str, int], int | None] = field(default_factory=dict)  # (model, group) -> peak resident bytes
     held: dict[str, int] = field(default_factory=dict)  # model -> the load group whose SAEs are loaded
     budget: int | None = None
+    cluster: Any = None  # a cluster.ClusterRun under --interp-ray: the cases run in its tasks
 
     def __post_init__(self) -> None:
         self.baselines = Baselines(self.options.policy)
@@ -164,7 +176,7 @@ class Session:
         from ..compute.registry import BUNDLED_DIR, BUNDLED_RELEASES
 
         if ref.path is not None:
-            weights = Path(ref.path) / "sae_weights.safetensors"
+            weights = on_this_node(ref.path) / "sae_weights.safetensors"
         elif ref.release in BUNDLED_RELEASES:
             weights = BUNDLED_DIR / str(ref.release) / str(ref.id) / "sae_weights.safetensors"
         else:
@@ -343,37 +355,73 @@ class Session:
         for plan in plans:
             self.want(plan.target, plan.texts(), corpora_read(plan), corpora_with_loss(plan), corpora_with_legacy(plan))
         groups = self.schedule([plan.target for plan in plans])
-        if not groups or max(groups.values()) == 0:
-            return list(range(len(plans)))
-        models = list(dict.fromkeys(plan.target.model for plan in plans))
-        return sorted(range(len(plans)), key=lambda i: (models.index(plans[i].target.model), groups[plans[i].target]))
+        order = list(range(len(plans)))
+        if groups and max(groups.values()) > 0:
+            models = list(dict.fromkeys(plan.target.model for plan in plans))
+            order.sort(key=lambda i: (models.index(plans[i].target.model), groups[plans[i].target]))
+        if self.options.ray is not None:  # every load group becomes a task now: the cluster works while the items wait
+            self.connect_cluster()
+            self.cluster.submit([plans[i] for i in order])
+        return order
+
+    def connect_cluster(self) -> None:
+        """Start or join the Ray cluster of --interp-ray (once); ClusterError when it cannot be used."""
+        if self.cluster is None:
+            from .cluster import ClusterRun
+
+            o = self.options
+            cluster = ClusterRun(self, str(o.ray), cpus=o.ray_cpus, retries=o.ray_retries, ship_limit_bytes=int(o.ray_ship_mb * 1e6))
+            cluster.start()
+            self.cluster = cluster
+
+    def close(self) -> None:
+        """Leave the cluster (cancelling what is still running) at the end of a run."""
+        if self.cluster is not None:
+            self.cluster.close()
 
     def finish(self, complete: bool) -> bool:
         """At the end of a run: a HOOK= candidate that replaced nothing fails it, and the baselines are written
         (after a complete run, and not when a promotion replaced nothing). True when the run must fail for it."""
         unused = self.unused_candidates()
+        if self.cluster is not None and (self.cluster.incomplete or self.cluster.pending):
+            complete = False  # a case did not run (its task failed for good, or was cancelled): no baseline
         failed = self.run.finish(complete and not unused, self.options.update and bool(self.options.candidates))
         return failed or unused
 
     def run_plan(self, plan: CasePlan) -> Record:
         """One case on its target, compared with its baseline: what the pytest item and the Python API report.
         A case that cannot run at all (its model or SAE does not load) is a failed record that says why;
-        `NotThisHook` propagates (the case does not apply)."""
-        from ..checks.runner import result_to_json, run_case, unrunnable
-        from ..report.junit import junit_properties
-        from ..report.text import render
+        `NotThisHook` propagates (the case does not apply). On a cluster (--interp-ray) the case ran in its
+        load group's task; the comparison with the baseline is always made here."""
+        outcome = self.cluster.outcome(plan) if self.cluster is not None else self.compute(plan)
+        return self.record(plan, outcome)
+
+    def compute(self, plan: CasePlan) -> Outcome:
+        """Run one case on its engine (no baselines): where a cluster task and a local run share the work."""
+        from ..checks.runner import run_case, unrunnable
 
         try:
             engine = self.engine(plan.target)
-        except NotThisHook:
-            raise
+        except NotThisHook as exc:
+            return Outcome(None, str(exc), not_this_hook=True)
         except InterpTestsError as exc:
             msg = str(exc)
             prefix = "" if msg.startswith(str(plan.case_file.path)) else f"{plan.where}: "
-            result = unrunnable(plan, msg)
-            text = f"{prefix}case {plan.case_id!r} on {plan.target.label}: {msg}"
-            return Record(result.ok, text, junit_properties(result), {"baseline": None, "result": result_to_json(result)})
-        result = run_case(plan, engine, strict_identity=self.options.compare)
+            return Outcome(unrunnable(plan, msg), f"{prefix}case {plan.case_id!r} on {plan.target.label}: {msg}")
+        return Outcome(run_case(plan, engine, strict_identity=self.options.compare))
+
+    def record(self, plan: CasePlan, outcome: Outcome) -> Record:
+        """A case's outcome as its record: compared with the baseline unless it could not run."""
+        from ..checks.runner import result_to_json
+        from ..report.junit import junit_properties
+        from ..report.text import render
+
+        if outcome.not_this_hook:
+            raise NotThisHook(outcome.problem or "")
+        result = outcome.result
+        assert result is not None
+        if outcome.problem is not None:
+            return Record(result.ok, outcome.problem, junit_properties(result), {"baseline": None, "result": result_to_json(result)})
         drift, rows = self.baselines.compare(plan, result)
         result = dataclasses.replace(result, drift=drift)
         data = {"baseline": self.baselines.payload(plan, result, rows), "result": result_to_json(result)}
@@ -393,8 +441,9 @@ class Session:
         return lines
 
     def summary(self) -> list[str]:
+        remote = list(self.cluster.lines) if self.cluster is not None else []
         if self._registry is None:
-            return []
+            return remote
         reg = self._registry
         loads = ", ".join(f"{k} x{v}" for k, v in sorted(reg.loads.items())) or "nothing"
         passes = sum(m.forward_passes for m in self.model_caches.values())
@@ -407,7 +456,7 @@ class Session:
         for key, matching in self.matchings.items():
             reference, candidate = cast(tuple[SaeRef, SaeRef], key)
             lines.append(f"interp-tests: {matching.summary(reference.label, self.labels.get(candidate, candidate.label))}")
-        return lines
+        return remote + lines
 
     def _log_pass(self, corpus: Any, engines: list[SaeEngine], all_stats: list[Any]) -> None:
         """One line per corpus pass, naming every SAE it served (one pass serves them all)."""
