@@ -66,11 +66,8 @@ def connect(address: str) -> bool:
     An address where nothing answers is one ClusterError within CONNECT_TIMEOUT_S, before Ray is asked."""
     import logging
 
-    ray = ray_module()
-    if ray.is_initialized():
-        return False
     target = host_port(address)
-    if target is not None:
+    if target is not None:  # asked before Ray is imported: a wrong address costs a second, not Ray's retries
         try:
             socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
         except OSError as exc:
@@ -78,21 +75,50 @@ def connect(address: str) -> bool:
                 f"--interp-ray {address}: nothing answers at {target[0]}:{target[1]} ({exc.strerror or exc}); start the head "
                 "with `ray start --head` there, or give --interp-ray local to start Ray on this machine"
             ) from None
-    if address == "auto" and not os.environ.get("RAY_ADDRESS") and not _local_head_running():
+    if address == "auto" and not os.environ.get("RAY_ADDRESS") and _local_cluster() is None:
         raise ClusterError("--interp-ray auto: no running Ray cluster found (RAY_ADDRESS is not set and no `ray start --head` runs here); give HOST:PORT, or local")
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
+    joined = address
+    if target is not None and _is_local_cluster(target):
+        joined = "auto"  # the head this machine runs: joined as Ray's own auto does, with its token (Ray >= 2.59)
+    ray = ray_module()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
     try:
         if address == "local":
             ray.init(include_dashboard=False, **kwargs)
         else:
-            ray.init(address=address, **kwargs)
+            ray.init(address=joined, **kwargs)
     except Exception as exc:  # Ray's own connection errors: one line
-        raise ClusterError(f"--interp-ray {address}: Ray could not connect: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+            "; a cluster with token authentication (the default of `ray start` since Ray 2.59) needs RAY_AUTH_MODE=token "
+            "and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) in this environment too"
+        )
+        raise ClusterError(f"--interp-ray {address}: Ray could not connect: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from None
     return address == "local"
 
 
-def _local_head_running() -> bool:
-    return Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists()
+def _local_cluster() -> str | None:
+    """The GCS address of the cluster a `ray start --head` on this machine runs, if any."""
+    try:
+        return Path(tempfile.gettempdir(), "ray", "ray_current_cluster").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _is_local_cluster(target: tuple[str, int]) -> bool:
+    """Whether HOST:PORT names the head this machine runs (by its port, at a loopback or this host's address)."""
+    running = _local_cluster()
+    if running is None:
+        return False
+    host, _, port = running.rpartition(":")
+    if not port.isdigit() or int(port) != target[1]:
+        return False
+    try:
+        mine = {host, "localhost", socket.gethostname()} | {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None)}
+    except OSError:
+        mine = {host, "localhost"}
+    return target[0] in mine or target[0].startswith("127.") or target[0] == "::1"
 
 
 # ----------------------------------------------------------------------------- shipping files
