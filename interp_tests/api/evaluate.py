@@ -10,7 +10,10 @@
   training: it is read as it is at the call, never changed); a list of them, or a mapping {label: one of them}.
 - `model` (optional): an in-memory `HookedTransformer` used in place of the model the case files name.
 - options, as on the command line: compare, update, promote, tolerance, device, dtype, batch_tokens, memory
-  (GB), offline, json (a path to write the JSON document to), markdown, html (paths for those reports).
+  (GB), offline, json (a path to write the JSON document to), markdown, html (paths for those reports), ray
+  (an address, as `--interp-ray` takes; a notebook that called `ray.init()` itself stays connected after the
+  call), ray_cpus, ray_retries, ray_ship (MB). On a cluster, an in-memory model and in-memory SAEs travel to
+  the workers through Ray's object store.
 
 No pytest here.
 """
@@ -32,7 +35,10 @@ from ..run.plans import case_plans
 from ..run.session import NotThisHook, Session
 from .results import Results
 
-OPTIONS = ("compare", "update", "promote", "tolerance", "device", "dtype", "batch_tokens", "memory", "offline", "json", "markdown", "html")
+OPTIONS = (
+    "compare", "update", "promote", "tolerance", "device", "dtype", "batch_tokens", "memory", "offline", "json", "markdown", "html",
+    "ray", "ray_cpus", "ray_retries", "ray_ship",
+)
 IN_MEMORY = "in-memory"  # the release of SAEs handed over as objects
 
 
@@ -60,19 +66,26 @@ def evaluate(cases: Any, saes: Any = None, model: Any = None, **options: Any) ->
         compare=bool(options.get("compare")),
         tolerance=_positive(options.get("tolerance"), "tolerance", float, zero=True),
         memory_gb=_positive(options.get("memory"), "memory", float),
+        ray=_ray_address(options.get("ray")),
+        ray_cpus=_positive(options.get("ray_cpus"), "ray_cpus", int) or 1,
+        ray_retries=3 if options.get("ray_retries") is None else _positive(options.get("ray_retries"), "ray_retries", int, zero=True),
+        ray_ship_mb=1024.0 if options.get("ray_ship") is None else _positive(options.get("ray_ship"), "ray_ship", float, zero=True),
     ))
     for ref, sae in objects.items():
         session.registry.injected_saes[ref] = sae
     if model is not None:
         session.registry.injected_model = model
     plans = [plan for spec, path in _case_files(cases) for _, plan in case_plans(session, spec, path)]
-    for i in session.prepare(plans):
-        try:
-            record = session.run_plan(plans[i])
-        except NotThisHook:
-            continue  # a HOOK= candidate at another hook: this case does not apply
-        session.run.absorb(record.data)
-    failed = session.finish(complete=True)
+    try:
+        for i in session.prepare(plans):
+            try:
+                record = session.run_plan(plans[i])
+            except NotThisHook:
+                continue  # a HOOK= candidate at another hook: this case does not apply
+            session.run.absorb(record.data)
+        failed = session.finish(complete=True)
+    finally:
+        session.close()
     results = Results(session.run.document(session.summary(), session.options.describe(), complete=True), failed_writes=failed)
     for key, write in (("json", session.run.write_json), ("markdown", session.run.write_markdown), ("html", session.run.write_html)):
         if options.get(key):
@@ -81,6 +94,17 @@ def evaluate(cases: Any, saes: Any = None, model: Any = None, **options: Any) ->
                 results.problems.append(session.run.finished[-1])
     results.problems.extend(line for line in session.run.finished if "cannot" in line or "NOT" in line or "replaced no SAE" in line)
     return results
+
+
+def _ray_address(value: Any) -> str | None:
+    if value is None:
+        return None
+    from ..run.options import ray_address
+
+    try:
+        return ray_address(str(value))
+    except ValueError as exc:
+        raise InputError(f"evaluate(): ray: {exc}") from None
 
 
 def _positive(value: Any, name: str, kind: type, zero: bool = False) -> Any:

@@ -39,17 +39,11 @@ def case_file(path: Path, cases: list[tuple[str, ...]], hook: str) -> Path:
     return path
 
 
-def test_sweep_against_separate_runs(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any, tmp_path: Path) -> None:
-    import torch
-
-    import interp_tests
-
+def sweep_inputs(tmp_path: Path, n: int, width: int, n_cases: int) -> tuple[Any, list[str], Path, list[tuple[str, ...]]]:
+    """(the GPT-2-shaped model, n candidate directories, the case file, its cases' texts)."""
     from .builtin import GPT2_SAE_HOOK, GPT2_SAE_L0, calibrate, gpt2_small_shaped, hook_acts, random_sae
-    from .flops import encode_flops, forward_flops
     from .workload import workload
 
-    smoke = bool(pytestconfig.getoption("benchmark_disable", False))
-    n, width, n_cases = (2, 1024, 2) if smoke else (CANDIDATES, WIDTH, CASES)
     model = gpt2_small_shaped()
     acts = hook_acts(model, GPT2_SAE_HOOK, 256, seed=1)
     paths = []
@@ -60,7 +54,20 @@ def test_sweep_against_separate_runs(benchmark: Any, bench_env: BenchEnv, pytest
         sae.save_model(str(tmp_path / f"candidate-{i}"))
         paths.append(str(tmp_path / f"candidate-{i}"))
     cases = workload(n_cases=n_cases)
-    claims = case_file(tmp_path / "sweep.yaml", cases, GPT2_SAE_HOOK)
+    return model, paths, case_file(tmp_path / "sweep.yaml", cases, GPT2_SAE_HOOK), cases
+
+
+def test_sweep_against_separate_runs(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any, tmp_path: Path) -> None:
+    import torch
+
+    import interp_tests
+
+    from .builtin import GPT2_SAE_HOOK
+    from .flops import encode_flops, forward_flops
+
+    smoke = bool(pytestconfig.getoption("benchmark_disable", False))
+    n, width, n_cases = (2, 1024, 2) if smoke else (CANDIDATES, WIDTH, CASES)
+    model, paths, claims, cases = sweep_inputs(tmp_path, n, width, n_cases)
     found: dict[str, Any] = {}
 
     def sweep() -> None:

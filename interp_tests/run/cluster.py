@@ -62,7 +62,8 @@ def host_port(address: str) -> tuple[str, int] | None:
 
 
 def connect(address: str) -> bool:
-    """Start (local) or join (auto, HOST:PORT, ray://HOST:PORT) a Ray cluster; True when this call started it.
+    """Start (local) or join (auto, HOST:PORT, ray://HOST:PORT) a Ray cluster; True when this call connected
+    (and so the run disconnects at its end), False when the process was connected already.
     An address where nothing answers is one ClusterError within CONNECT_TIMEOUT_S, before Ray is asked."""
     import logging
 
@@ -82,7 +83,7 @@ def connect(address: str) -> bool:
         joined = "auto"  # the head this machine runs: joined as Ray's own auto does, with its token (Ray >= 2.59)
     ray = ray_module()
     if ray.is_initialized():
-        return False
+        return False  # the caller's own connection (a notebook's ray.init()): used, and left open
     kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
     try:
         if address == "local":
@@ -95,7 +96,7 @@ def connect(address: str) -> bool:
             "and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) in this environment too"
         )
         raise ClusterError(f"--interp-ray {address}: Ray could not connect: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{hint}") from None
-    return address == "local"
+    return True
 
 
 def _local_cluster() -> str | None:
@@ -199,6 +200,14 @@ def unpack(shipment: Shipment) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- the work of one task
 @dataclass
+class InMemory:
+    """A model and SAEs the driver holds as objects (the Python API's `model=` and in-memory `saes=`)."""
+
+    model: Any
+    saes: dict[Any, Any]
+
+
+@dataclass
 class UnitResult:
     """What one task sends back: each plan's outcome (by its index in the unit), the lines of the worker's
     session summary (loads, corpus passes, matchings), the candidates that replaced an SAE, and where it ran."""
@@ -208,20 +217,26 @@ class UnitResult:
     replaced: set[str]
     node: str
     seconds: float
+    started: float = 0.0  # wall clock (time.time()) when the task's code began, and when it returned
+    ended: float = 0.0
 
 
-def run_unit(options: Options, plans: list[CasePlan], shipment: Shipment, threads: int) -> UnitResult:
+def run_unit(options: Options, plans: list[CasePlan], shipment: Shipment, threads: int, objects: InMemory | None = None) -> UnitResult:
     """The Ray task: a session of its own on the worker runs the unit's plans as a local run does."""
+    started = time.time()
+    start = time.perf_counter()
     import torch
 
     from ..common import shipped
     from .session import Outcome, Session
 
-    start = time.perf_counter()
     torch.set_num_threads(max(1, threads))
     shipped.SHIPPED.clear()
     shipped.SHIPPED.update(unpack(shipment))
     session = Session(replace(options, ray=None))
+    if objects is not None:  # what the driver held in memory (evaluate(model=..., saes=[SAE objects]))
+        session.registry.injected_model = objects.model
+        session.registry.injected_saes.update(objects.saes)
     outcomes: list[Outcome] = []
     missing = {p for p in shipment.left if not Path(p).exists()}
     node = _node_name()
@@ -236,7 +251,7 @@ def run_unit(options: Options, plans: list[CasePlan], shipment: Shipment, thread
             outcomes.append(Outcome(unrunnable(plan, why), f"{plan.where}: case {plan.case_id!r} on {plan.target.label}: {why}"))
             continue
         outcomes.append(session.compute(plan))
-    return UnitResult(outcomes, session.summary(), set(session.replaced), node, time.perf_counter() - start)
+    return UnitResult(outcomes, session.summary(), set(session.replaced), node, time.perf_counter() - start, started, time.time())
 
 
 def _node_name() -> str:
@@ -283,7 +298,6 @@ class ClusterRun:
     cpus: int = 1
     retries: int = 3
     ship_limit_bytes: int = 1 << 30
-    started: bool = False
     units: list[Unit] = field(default_factory=list)
     unit_of: dict[int, tuple[int, int]] = field(default_factory=dict)  # id(plan) -> (unit, index in it)
     pending: dict[Any, Unit] = field(default_factory=dict)  # object ref -> its unit
@@ -291,9 +305,12 @@ class ClusterRun:
     lines: list[str] = field(default_factory=list)
     incomplete: bool = False
     submitted_at: float = 0.0
+    submitted_wall: float = 0.0
+    owns_connection: bool = False  # this run connected, so it disconnects at its end
+    timings: list[dict[str, float]] = field(default_factory=list)  # per finished task: Ray's overheads (benchmarks)
 
     def start(self) -> None:
-        self.started = connect(self.address)
+        self.owns_connection = connect(self.address)
 
     def slots(self) -> tuple[int, bool]:
         """(tasks the cluster runs at once, whether they take a GPU each)."""
@@ -321,15 +338,20 @@ class ClusterRun:
                 f"were not shipped; the workers read them in place: {', '.join(shipment.left[:3])}{' ...' if len(shipment.left) > 3 else ''}"
             )
         shipped_ref = ray.put(shipment)
+        registry = self.session._registry
+        objects = None
+        if registry is not None and (registry.injected_model is not None or registry.injected_saes):
+            objects = ray.put(InMemory(registry.injected_model, dict(registry.injected_saes)))
         options = replace(self.session.options, ray=None, device="cuda" if gpu else self.session.options.device)
         task = ray.remote(run_unit).options(
             num_cpus=0 if gpu else self.cpus, num_gpus=1 if gpu else 0, max_retries=self.retries, retry_exceptions=False, name="interp-tests-unit"
         )
         self.submitted_at = time.perf_counter()
+        self.submitted_wall = time.time()
         for unit in self.units:
             for i, plan in enumerate(unit.plans):
                 self.unit_of[id(plan)] = (unit.number, i)
-            self.pending[task.remote(options, unit.plans, shipped_ref, self.cpus)] = unit
+            self.pending[task.remote(options, unit.plans, shipped_ref, self.cpus, objects)] = unit
         self.lines.append(f"interp-tests: ray: {len(self.units)} task{'s' if len(self.units) != 1 else ''} for {len(plans)} cases on {slots} {'GPUs' if gpu else 'task slots'} ({self.address})")
 
     def outcome(self, plan: CasePlan) -> Outcome:
@@ -375,6 +397,8 @@ class ClusterRun:
                     f"{result.node} in {result.seconds:.1f} s, {time.perf_counter() - self.submitted_at:.1f} s since submission")
             self.session.replaced.update(result.replaced)
             self.lines.extend(result.lines)
+            self.timings.append({"submit_to_start_s": result.started - self.submitted_wall, "run_s": result.seconds,
+                                 "result_transfer_s": time.time() - result.ended, "unit": unit.number})
         self.lines.append(line)
         if self.session.progress is not None:
             self.session.progress(line)
@@ -395,7 +419,7 @@ class ClusterRun:
         if self.pending:
             self.cancel()
         ray = ray_module()
-        if ray.is_initialized():
+        if self.owns_connection and ray.is_initialized():
             ray.shutdown()
 
     def prefetch(self, keys: list[TargetKey]) -> list[str]:
