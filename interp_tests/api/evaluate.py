@@ -86,7 +86,8 @@ def evaluate(cases: Any, saes: Any = None, model: Any = None, **options: Any) ->
         failed = session.finish(complete=True)
     finally:
         session.close()
-    results = Results(session.run.document(session.summary(), session.options.describe(), complete=True), failed_writes=failed)
+    results = Results(session.run.document(session.summary(), session.options.describe(), complete=True), failed_writes=failed,
+                      tasks=list(session.cluster.timings) if session.cluster is not None else [])
     for key, write in (("json", session.run.write_json), ("markdown", session.run.write_markdown), ("html", session.run.write_html)):
         if options.get(key):
             args = (session.summary(), session.options.describe(), True) if key == "json" else (session.summary(),)

@@ -32,6 +32,7 @@ class Results:
     document: dict[str, Any]  # the run's JSON document (docs/JSON.md)
     failed_writes: bool = False  # a baseline or report could not be written
     problems: list[str] = field(default_factory=list)  # what the run says went wrong besides failing checks
+    tasks: list[dict[str, float]] = field(default_factory=list)  # on a Ray cluster: each task's submit-to-start, run and result-transfer seconds
 
     @property
     def ok(self) -> bool:

@@ -40,8 +40,6 @@ def test_sweep_on_a_ray_cluster(benchmark: Any, bench_env: BenchEnv, pytestconfi
 
     import interp_tests
 
-    from ..run import cluster as cluster_module
-
     smoke = bool(pytestconfig.getoption("benchmark_disable", False))
     if smoke and workers > 1:
         pytest.skip("the smoke run checks one worker node")
@@ -49,21 +47,15 @@ def test_sweep_on_a_ray_cluster(benchmark: Any, bench_env: BenchEnv, pytestconfi
     model, paths, claims, _ = sweep_inputs(tmp_path, n, width, n_cases)
     cluster = start_cluster(workers)
     runs: list[Any] = []
-    original = cluster_module.ClusterRun.close
-
-    def keep(run: Any) -> None:  # the benchmark reads each run's task timings after evaluate() returns
-        runs.append(run)
-        original(run)
-
     found: dict[str, Any] = {}
     local_times: list[float] = []
     threads = torch.get_num_threads()
     try:
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)  # warm workers across rounds
-        cluster_module.ClusterRun.close = keep  # type: ignore[method-assign]
 
         def on_cluster() -> None:
             found["ray"] = interp_tests.evaluate(claims, saes=paths, model=model, dtype="float32", ray=cluster.address)
+            runs.append(found["ray"])
 
         def local() -> None:  # the baseline, timed in each round next to the cluster's run
             torch.set_num_threads(1)
@@ -75,14 +67,13 @@ def test_sweep_on_a_ray_cluster(benchmark: Any, bench_env: BenchEnv, pytestconfi
         on_cluster()  # warm-up: the workers start and import torch, TransformerLens and SAELens
         benchmark.pedantic(synced(on_cluster, "cpu"), setup=local, rounds=1 if smoke else bench_env.rounds, warmup_rounds=0)
     finally:
-        cluster_module.ClusterRun.close = original  # type: ignore[method-assign]
         ray.shutdown()
         cluster.shutdown()
     from ..report.document import without_timings
 
     assert without_timings(found["ray"].document["cases"]) == without_timings(found["local"].document["cases"])  # the same results
-    timed = [t for run in runs[1:] for t in run.timings]  # the rounds after the warm-up
-    info: dict[str, Any] = {"candidates": n, "d_sae": width, "cases": n_cases, "worker_nodes": workers, "cpus_per_task": 1, "tasks": len(runs[-1].timings),
+    timed = [t for run in runs[1:] for t in run.tasks]  # the rounds after the warm-up
+    info: dict[str, Any] = {"candidates": n, "d_sae": width, "cases": n_cases, "worker_nodes": workers, "cpus_per_task": 1, "tasks": len(runs[-1].tasks),
                             "ideal_speedup": float(min(workers, n))}
     if timed:
         starts = sorted(1000 * t["submit_to_start_s"] for t in timed)
