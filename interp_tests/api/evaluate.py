@@ -64,7 +64,7 @@ def evaluate(cases: Any, saes: Any = None, model: Any = None, **options: Any) ->
         candidates=candidates,
         update=bool(options.get("update")),
         compare=bool(options.get("compare")),
-        tolerance=_positive(options.get("tolerance"), "tolerance", float, zero=True),
+        tolerance="auto" if options.get("tolerance") == "auto" else _positive(options.get("tolerance"), "tolerance", float, zero=True),
         memory_gb=_positive(options.get("memory"), "memory", float),
         ray=_ray_address(options.get("ray")),
         ray_cpus=_positive(options.get("ray_cpus"), "ray_cpus", int) or 1,

@@ -17,6 +17,7 @@ compared with them and never recorded, unless `--interp-promote` makes it the ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -50,7 +51,7 @@ class ComparePolicy:
 
     update: bool = False
     compare: bool = False
-    tolerance: float | None = None
+    tolerance: float | str | None = None  # a number, or "auto" (by the measurements' intervals)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Tolerance:
     abs: float = 0.0
     rel: float = 0.0
     exact: bool = False
+    auto: bool = False  # by the intervals (`auto_comparison`); `abs`/`rel`/`exact` are the fallback for a value without one
 
     def allows(self, old: Value, new: Value) -> tuple[bool, float | None]:
         """(within tolerance, new - old when both are numbers)."""
@@ -75,6 +77,8 @@ class Tolerance:
         return old == new, None
 
     def describe(self) -> str:
+        if self.auto:
+            return "auto"
         if self.exact:
             return "exact"
         parts = [f"abs {self.abs:g}" if self.abs else "", f"rel {self.rel:g}" if self.rel else ""]
@@ -120,16 +124,63 @@ def tolerance_for(params: schema.Check, options: ComparePolicy) -> Tolerance | N
         return None
     default = DEFAULT_TOLERANCE[params.check]
     spec = params.baseline
-    if spec is not None:
+    if spec == schema.AUTO or (spec is None and options.compare and options.tolerance == schema.AUTO):
+        return dataclasses.replace(default, auto=True)
+    if isinstance(spec, schema.BaselineSpec):
         given_abs = spec.abs if spec.abs is not None else spec.tolerance
         if given_abs is None and spec.rel is None:
             return default
         return Tolerance(abs=given_abs or 0.0, rel=spec.rel or 0.0)
     if not options.compare:
         return None
-    if options.tolerance is not None and not default.exact:
+    if isinstance(options.tolerance, float) and not default.exact:
         return Tolerance(abs=options.tolerance)
     return default
+
+
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+
+
+@dataclass(frozen=True)
+class AutoOutcome:
+    ok: bool
+    reference: Value  # what the candidate is compared with
+    delta: float | None
+    interval: tuple[float, float] | None  # of the difference
+    says: str  # the test used, what it assumes, and its verdict, in words
+
+
+def auto_comparison(verdict: Verdict, recorded: Value, recorded_interval: tuple[float, float] | None, fallback: Tolerance) -> AutoOutcome:
+    """`baseline: auto`: a drift is a difference beyond what the measurements' noise allows (docs/CASES.md,
+    "Choosing tolerances").
+    - paired (a candidate whose reference ran in this run on the same windows or texts): the 95% bootstrap
+      interval of candidate - reference, drawing the same units for both, must include 0;
+    - unpaired (only the reference's recorded value and interval): |difference| <= 1.96 sqrt(se_c^2 + se_r^2),
+      each se the interval's half-width / 1.96; it treats the two measurements as independent, which on the
+      same corpus makes it conservative (a real drift must be larger to be seen); a baseline recorded without
+      an interval takes the candidate's own se for the reference's;
+    - a value without an interval (ranks, steering, feature maxima): the check's default tolerance."""
+    observed = verdict.observed
+    if verdict.paired is not None:
+        ref, lo, hi = verdict.paired
+        ok = lo <= 0.0 <= hi
+        delta = float(observed) - ref if isinstance(observed, (int, float)) else None
+        says = (f"auto, paired bootstrap over the same units: 95% CI of the difference [{lo:+.4g}, {hi:+.4g}] "
+                f"{'includes 0: within noise' if ok else 'excludes 0: a drift beyond noise'} (reference {fmt(ref)} measured in this run)")
+        return AutoOutcome(ok, ref, delta, (lo, hi), says)
+    if verdict.interval is not None and isinstance(observed, (int, float)) and isinstance(recorded, (int, float)) and math.isfinite(float(recorded)):
+        se_c = (verdict.interval[1] - verdict.interval[0]) / (2 * Z95)
+        assumed = recorded_interval is None
+        se_r = se_c if assumed else (recorded_interval[1] - recorded_interval[0]) / (2 * Z95)  # type: ignore[index]
+        delta = float(observed) - float(recorded)
+        half = Z95 * math.hypot(se_c, se_r)
+        ok = abs(delta) <= half
+        says = (f"auto, unpaired: |difference| {abs(delta):.4g} {'<=' if ok else '>'} 1.96 x sqrt(se_c^2 + se_r^2) = {half:.4g} "
+                f"({'the baseline has no interval: the reference taken as noisy as the candidate; ' if assumed else ''}"
+                "independent measurements assumed, conservative on one corpus)")
+        return AutoOutcome(ok, recorded, delta, (delta - half, delta + half), says)
+    ok, delta = fallback.allows(recorded, observed)
+    return AutoOutcome(ok, recorded, delta, None, f"auto: {verdict.check} has no interval, so its default tolerance {dataclasses.replace(fallback, auto=False).describe()}")
 
 
 # ----------------------------------------------------------------------------- files
@@ -138,6 +189,7 @@ class Entry:
     sae: str
     checks: Mapping[str, Value]
     features: Mapping[str, int]
+    intervals: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)  # check key -> 95% interval
 
 
 Entries = dict[str, dict[str, Entry]]  # case id -> reference label -> entry
@@ -191,7 +243,14 @@ def read(path: Path) -> BaselineFile:
                 features = raw.get("features", {})
                 if not isinstance(features, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in features.values()):
                     raise ValueError(f"'features' must map names to indices, got {echo(features)}")
-                entries.setdefault(str(case_id), {})[str(label)] = Entry(str(raw.get("sae", label)), checks, dict(features))
+                intervals = raw.get("intervals", {})
+                if not isinstance(intervals, dict) or not all(
+                    isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) for v in intervals.values()
+                ):
+                    raise ValueError(f"'intervals' must map check keys to [low, high], got {echo(intervals)}")
+                entries.setdefault(str(case_id), {})[str(label)] = Entry(
+                    str(raw.get("sae", label)), checks, dict(features), {str(k): (float(v[0]), float(v[1])) for k, v in intervals.items()}
+                )
             except ValueError as exc:
                 problems.append(f"{path}: case {echo(case_id)} [{label}]: malformed entry: {exc}")
     return BaselineFile(path, entries, tuple(problems))
@@ -204,7 +263,8 @@ def render(case_file_name: str, entries: Entries) -> str:
         "case_file": case_file_name,
         "cases": {
             case_id: {
-                label: {"sae": e.sae, "checks": dict(sorted(e.checks.items())), "features": dict(sorted(e.features.items()))}
+                label: {"sae": e.sae, "checks": dict(sorted(e.checks.items())), "features": dict(sorted(e.features.items())),
+                        **({"intervals": {k: list(v) for k, v in sorted(e.intervals.items())}} if e.intervals else {})}
                 for label, e in sorted(by_sae.items())
             }
             for case_id, by_sae in sorted(entries.items())
@@ -267,6 +327,7 @@ class DriftRow:
     note: str = ""
     checkpoint: str = ""  # the SAE that ran (a candidate's label)
     reference_sae: str = ""  # the case file's SAE, whose recorded value `reference` is
+    delta_interval: tuple[float, float] | None = None  # tolerance auto: the 95% interval of the difference
 
 
 def failures_first(rows: list[DriftRow]) -> list[DriftRow]:
@@ -349,7 +410,13 @@ class Baselines:
                 rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, None, verdict.observed, None, tolerance.describe(), False, "no baseline", plan.target.checkpoint, plan.reference_label))
                 continue
             old = entry.checks[key]
-            ok, delta = tolerance.allows(old, verdict.observed)
+            interval: tuple[float, float] | None = None
+            if tolerance.auto:
+                auto = auto_comparison(verdict, old, entry.intervals.get(key), tolerance)
+                ok, delta, old, interval, described = auto.ok, auto.delta, auto.reference, auto.interval, auto.says
+            else:
+                ok, delta = tolerance.allows(old, verdict.observed)
+                described = f"tolerance {tolerance.describe()}"
             who = "candidate" if candidate else "observed"
             shown_delta = f", delta {delta:+.4f}" if delta is not None else ""
             fix = "fix the candidate, or accept it with --interp-promote" if candidate else "accept it with --interp-update"
@@ -359,10 +426,12 @@ class Baselines:
                 ok=ok,
                 expected=f"reference {fmt(old)} within {tolerance.describe()}",
                 observed=verdict.observed,
-                summary=f"reference {fmt(old)} ({entry.sae}), {who} {fmt(verdict.observed)}{shown_delta}, tolerance {tolerance.describe()} ({path.name}; {fix})",
+                summary=f"reference {fmt(old)} ({entry.sae}), {who} {fmt(verdict.observed)}{shown_delta}, {described} ({path.name}; {fix})",
                 feature=verdict.feature,
+                interval=interval,
             ))
-            rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, old, verdict.observed, delta, tolerance.describe(), ok, "", plan.target.checkpoint, plan.reference_label))
+            shown_tolerance = described if tolerance.auto else tolerance.describe()
+            rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, old, verdict.observed, delta, shown_tolerance, ok, "", plan.target.checkpoint, plan.reference_label, interval))
         return tuple(out), tuple(rows)
 
     def payload(self, plan: CasePlan, result: CaseResult, rows: tuple[DriftRow, ...]) -> dict[str, Any]:
@@ -375,6 +444,7 @@ class Baselines:
             "sae": result.sae,
             "candidate": result.candidate,
             "checks": dict(result.observed),
+            "intervals": dict(result.intervals),
             "features": dict(result.features),
             "drift": [dict(row.__dict__) for row in rows],
         }
@@ -448,7 +518,8 @@ class Baselines:
                     if rec["candidate"] and not promote:
                         continue  # never recorded by accident: the session refuses --interp-update with a candidate
                     checks = as_reference(rec["checks"]) if rec["candidate"] else rec["checks"]
-                    entries.setdefault(case_id, {})[label] = Entry(recorded_sae(rec["sae"], rec["candidate"], case_file.parent), checks, rec["features"])
+                    intervals = {k: (float(v[0]), float(v[1])) for k, v in (rec.get("intervals") or {}).items()}
+                    entries.setdefault(case_id, {})[label] = Entry(recorded_sae(rec["sae"], rec["candidate"], case_file.parent), checks, rec["features"], intervals)
                     n += len(rec["checks"])
             what = "promoted the candidate's values in" if promote else "updated"
             dropped = f", {len(gone)} stale entries removed" if gone else ""

@@ -112,11 +112,15 @@ class BaselineSpec(Frozen):
         return self
 
 
+AUTO = "auto"
+
+
 class Check(Frozen):
-    """Parameters of one check; `check` is its name in a case file."""
+    """Parameters of one check; `check` is its name in a case file. `baseline: auto` compares by the
+    measurements' intervals instead of a fixed tolerance (docs/CASES.md, "Choosing tolerances")."""
 
     check: ClassVar[str] = ""
-    baseline: BaselineSpec | None = None
+    baseline: BaselineSpec | Literal["auto"] | None = None
 
 
 class Fires(Check):

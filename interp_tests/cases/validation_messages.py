@@ -128,6 +128,8 @@ def _message(err: Any, loc: KeyPath) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         fields = _fields_at(loc)
         msg = f"expected a mapping of {', '.join(fields)}" if fields else "expected a mapping"
+        if loc and loc[-1] == "baseline":
+            msg = f"expected auto or a mapping of {', '.join(fields)}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if "input" in err and kind not in ("missing",):
@@ -145,6 +147,8 @@ def validation_problems(exc: ValidationError, source: Source) -> list[str]:
     for err, loc in zip(errors, cleaned):
         if err["type"] == "too_short" and any(o != loc and o[: len(loc)] == loc for o in cleaned):
             continue  # a list whose items failed: the items' errors say more
+        if loc and isinstance(loc[-1], str) and loc[-1].startswith("literal[") and loc[:-1] in cleaned:
+            continue  # a union's literal member (baseline: auto): the mapping member's error says both
         line_loc = loc[:-1] if err["type"] == "missing" else loc
         text = f"{source.path}:{source.line_of(line_loc)}: {format_loc(loc)}: {_message(err, loc)}"
         if text not in seen:

@@ -95,12 +95,17 @@ def check_density(ctx: CheckContext, params: schema.Density) -> Verdict:
         stats = corpus_stats(ctx.engine, corpus, progress=ctx.engine.progress)
         observed = stats.density(feature)
         summary, extra = f"firing frequency over {corpus_summary(corpus, stats)}", corpus_values(stats)
+        interval = stats.interval("density", feature=feature)
     else:
+        from ..compute.bootstrap import interval as bootstrap_interval
+        from .recon_checks import text_units
+
         pairs = ctx.texts(params.on)
         acts = ctx.engine.acts([t for _, t in pairs])
         column = torch.cat([a.dense()[:, feature] for a in acts])
         observed = float((column > 0).double().mean())
         summary, extra = f"fraction of the {column.shape[0]} tokens of {len(acts)} texts where the feature is > 0", ()
+        interval = bootstrap_interval(text_units(acts), "density", feature=feature)
     return Verdict(
         check="density",
         where=ctx.where,
@@ -111,6 +116,7 @@ def check_density(ctx: CheckContext, params: schema.Density) -> Verdict:
         feature=feature_label,
         feature_index=feature,
         extra=extra,
+        interval=interval,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..cases import schema
 from ..common.errors import CaseError
@@ -15,8 +15,10 @@ from .verdict import Table, Value, Verdict, fmt, short
 if TYPE_CHECKING:
     import torch
 
+    from ..compute.bootstrap import UnitSums
     from ..compute.corpus import Corpus
     from ..compute.corpus_stats import CorpusStats
+    from ..compute.engine import TextActs, TextLoss
 
 RECONSTRUCTION: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], float]] = {
     "explained_variance": lambda x, x_hat, feats: metrics.explained_variance(x, x_hat),
@@ -96,12 +98,62 @@ def corpus_summary(corpus: Corpus, stats: CorpusStats) -> str:
     return f"{corpus.describe()}: sha256 {stats.content_hash[:12]}, {stats.tokens:,} tokens in {stats.windows:,} windows, {stats.tokens_per_second:,.0f} tokens/s"
 
 
+def corpus_paired(ctx: CheckContext, corpus: Corpus, stats: CorpusStats, name: str, loss: bool = False, **params: Any) -> tuple[float, float, float] | None:
+    """Tolerance auto on a candidate: (the reference's value on the same windows, and the 95% interval of
+    candidate - reference from one bootstrap drawing the same windows for both)."""
+    from ..compute.bootstrap import difference_interval
+    from ..compute.corpus_pass import corpus_stats
+
+    reference = ctx.engine.reference_engine
+    if not ctx.engine.pair or reference is None:
+        return None
+    ref = corpus_stats(reference, corpus, loss=loss, legacy=name == "explained_variance_legacy", progress=ctx.engine.progress)
+    if ref.units is None or stats.units is None:
+        return None
+    diff = difference_interval(stats.units, ref.units, name, **params)
+    return None if diff is None else (ref.value(name, **params), *diff)
+
+
+def text_units(acts: list[TextActs], losses: list[TextLoss] | None = None) -> UnitSums:
+    """A case's texts as the units of a bootstrap: each text's sums (its tokens, and its predictions)."""
+    import torch
+
+    from ..compute.bootstrap import UnitSums
+
+    units = UnitSums(int(acts[0].feats.shape[-1]) if acts else 0)
+    if acts:
+        unit = torch.cat([torch.full((a.x.shape[0],), i, dtype=torch.int64) for i, a in enumerate(acts)])
+        units.add(torch.cat([a.x for a in acts]), torch.cat([a.x_hat for a in acts]), torch.cat([a.dense() for a in acts]), unit, len(acts))
+    if losses:
+        unit = torch.cat([torch.full((loss.kl.numel(),), i, dtype=torch.int64) for i, loss in enumerate(losses)])
+        ce = {k: torch.cat([getattr(loss, f"ce_{k}") for loss in losses]) for k in ("orig", "sae", "zero")}
+        units.add_loss(ce, torch.cat([loss.kl for loss in losses]), unit, len(losses))
+    return units
+
+
+def text_intervals(ctx: CheckContext, texts: list[str], name: str, loss: bool = False, **params: Any) -> tuple[tuple[float, float] | None, tuple[float, float, float] | None]:
+    """(the value's 95% interval over the case's texts, and on a candidate under tolerance auto the paired
+    interval of candidate - reference over the same texts)."""
+    from ..compute.bootstrap import difference_interval, interval, observed_value
+
+    engine = ctx.engine
+    mine = text_units(engine.acts(texts), engine.losses(texts) if loss else None)
+    own = interval(mine, name, **params)
+    reference = engine.reference_engine
+    if not engine.pair or reference is None or own is None:
+        return own, None
+    theirs = text_units(reference.acts(texts), reference.losses(texts) if loss else None)
+    diff = difference_interval(mine, theirs, name, **params)
+    return own, None if diff is None else (observed_value(theirs, name, **params), *diff)
+
+
 def _corpus_reconstruction(ctx: CheckContext, params: schema.Check, corpus: Corpus) -> Verdict:
     from ..compute.corpus_pass import corpus_stats
 
     name = params.check
     stats = corpus_stats(ctx.engine, corpus, legacy=name == "explained_variance_legacy", progress=ctx.engine.progress)
-    observed = stats.dense_fraction(params.above) if isinstance(params, schema.DenseFraction) else float(getattr(stats, name))
+    extra_params: dict[str, Any] = {"above": params.above} if isinstance(params, schema.DenseFraction) else {}
+    observed = stats.value(name, **extra_params)
     lo, hi = bounds(params)
     notes: tuple[str, ...] = ()
     if isinstance(params, schema.RegistryBound) and params.registry:
@@ -116,6 +168,8 @@ def _corpus_reconstruction(ctx: CheckContext, params: schema.Check, corpus: Corp
         summary=f"{DEFINITION[name]} over {corpus_summary(corpus, stats)}",
         notes=notes,
         extra=corpus_values(stats),
+        interval=stats.interval(name, **extra_params),
+        paired=corpus_paired(ctx, corpus, stats, name, **extra_params),
     )
 
 
@@ -149,6 +203,9 @@ def check_reconstruction(ctx: CheckContext, params: schema.Check) -> Verdict:
         lo, hi, note = registry_bounds(ctx, params, int(x.shape[0]))
         notes = (note,)
     rows = tuple((label, short(a.text), str(len(a.tokens)), fmt(measure(a.x, a.x_hat, d))) for (label, _), a, d in zip(pairs, acts, dense))
+    legacy = name == "explained_variance_legacy"  # its per-token terms are centred on the texts' own mean: no interval
+    dense_params: dict[str, Any] = {"above": params.above} if isinstance(params, schema.DenseFraction) else {}
+    own, paired = (None, None) if legacy else text_intervals(ctx, [t for _, t in pairs], name, **dense_params)
     return Verdict(
         check=name,
         where=ctx.where,
@@ -158,6 +215,8 @@ def check_reconstruction(ctx: CheckContext, params: schema.Check) -> Verdict:
         summary=f"{DEFINITION[name]} ({x.shape[0]} tokens of {len(acts)} texts)",
         table=Table(("text of", "text", "tokens", f"{name} alone"), rows),
         notes=notes,
+        interval=own,
+        paired=paired,
     )
 
 
@@ -182,6 +241,8 @@ def _corpus_loss(ctx: CheckContext, params: schema.Check, corpus: Corpus) -> Ver
             f"CE orig {fmt(ce['orig'])}, sae {fmt(ce['sae'])}, zero {fmt(ce['zero'])}, KL {fmt(stats.kl_div)}"
         ),
         extra=(("ce_orig", ce["orig"]), ("ce_sae", ce["sae"]), ("ce_zero", ce["zero"]), *corpus_values(stats)),
+        interval=stats.interval(name),
+        paired=corpus_paired(ctx, corpus, stats, name, loss=True),
     )
 
 
@@ -207,6 +268,7 @@ def check_loss(ctx: CheckContext, params: schema.Check) -> Verdict:
     else:
         observed = kl
     lo, hi = bounds(params)
+    own, paired = text_intervals(ctx, [t for _, t in pairs], name, loss=True)
 
     def mean(t: torch.Tensor) -> str:
         return fmt(float(t.mean())) if t.numel() else "-"
@@ -224,4 +286,6 @@ def check_loss(ctx: CheckContext, params: schema.Check) -> Verdict:
         summary=f"{DEFINITION[name]} over {n} predictions; CE orig {fmt(ce['orig'])}, sae {fmt(ce['sae'])}, zero {fmt(ce['zero'])}, KL {fmt(kl)}",
         table=Table(("text of", "text", "preds", "CE orig", "CE sae", "CE zero"), rows),
         extra=(("ce_orig", ce["orig"]), ("ce_sae", ce["sae"]), ("ce_zero", ce["zero"])),
+        interval=own,
+        paired=paired,
     )

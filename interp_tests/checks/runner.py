@@ -26,6 +26,7 @@ class CaseResult:
     candidate: bool  # the SAE that ran is an --interp-sae candidate, not the reference
     verdicts: tuple[Verdict, ...]
     observed: dict[str, float | str | None] = field(default_factory=dict)  # check key -> observed value
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # check key -> its 95% interval, where it has one
     features: dict[str, int] = field(default_factory=dict)  # feature name -> the index it resolved to
     drift: tuple[Verdict, ...] = ()
     notes: tuple[str, ...] = ()  # what the report should say besides the verdicts
@@ -80,6 +81,7 @@ def run_case(plan: CasePlan, engine: SaeEngine, *, strict_identity: bool = False
         candidate=candidate,
         verdicts=verdicts + identity_verdicts(resolver, plan.where, strict_identity),
         observed={check_key(j, v.check): v.observed for j, v in enumerate(verdicts)},
+        intervals={check_key(j, v.check): list(v.interval) for j, v in enumerate(verdicts) if v.interval is not None},
         features=dict(resolver.resolved),
         notes=notes,
         matching={"mmcs": engine.matching.mmcs, "matched_fraction": engine.matching.matched_fraction} if candidate and engine.matching is not None else {},
@@ -151,6 +153,8 @@ def result_from_json(data: dict[str, Any]) -> CaseResult:
         return Verdict(**{
             **v, "table": table, "heatmaps": maps, "reference_heatmaps": ref_maps,
             "notes": tuple(v.get("notes", ())), "extra": tuple(tuple(e) for e in v.get("extra", ())),
+            "interval": tuple(v["interval"]) if v.get("interval") is not None else None,
+            "paired": tuple(v["paired"]) if v.get("paired") is not None else None,
         })
 
     return CaseResult(**{

@@ -36,6 +36,9 @@ class Verdict:
     feature_index: int | None = None  # the SAE feature a feature check read
     feature_url: str = ""  # its Neuronpedia page, where the SAE's registry entry has a Neuronpedia id
     reference_heatmaps: tuple[Heatmap, ...] = ()  # on a candidate: the reference feature on the same texts
+    interval: tuple[float, float] | None = None  # the observed value's 95% interval (bootstrap over windows or texts)
+    paired: tuple[float, float, float] | None = None  # on a candidate: (the reference's value on the same units, and
+    # the 95% interval of candidate - reference from one bootstrap drawing the same units for both)
 
 
 @dataclass(frozen=True)
@@ -72,3 +75,10 @@ def failing_first(header: tuple[str, ...], rows: Sequence[Row]) -> Table:
     """A table with the failing rows first, then the rest, each in their original order."""
     ordered = [r for ok, r in rows if not ok] + [r for ok, r in rows if ok]
     return Table(header, tuple(ordered))
+
+
+def fmt_interval(interval: tuple[float, float] | None) -> str:
+    """` [95% CI 0.8050, 0.8170]`, or nothing when there is no interval."""
+    if interval is None:
+        return ""
+    return f" [95% CI {fmt(interval[0])}, {fmt(interval[1])}]"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..common.errors import CaseError
+from .bootstrap import x_sums
 from .corpus import ContentHash, Corpus, batches
 from .corpus_stats import CorpusStats
 from .engine import encode_and_decode, hooks_activations, padded
@@ -40,6 +41,8 @@ def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legac
     if cached is None or (loss and not cached.predictions):
         peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine and key not in p.corpus_cache]
         engines = [engine, *peers]
+        references = {id(e.reference_engine): e.reference_engine for e in engines if e.pair and e.reference_engine is not None}
+        engines += [r for r in references.values() if r not in engines and key not in r.corpus_cache]  # paired: the same windows, one pass
         with_loss = {id(e) for e in engines if key in e.loss_corpora} | ({id(engine)} if loss else set())
         all_stats = run_pass(engines, corpus, with_loss=with_loss, progress=progress)
         for e, stats in zip(engines, all_stats):
@@ -113,6 +116,10 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
                 zero_ce: dict[str, torch.Tensor] = {}
             else:
                 acts = hooks_activations(model, hooks, tokens, mask)
+            n_units = int(tokens.shape[0])
+            unit = torch.arange(n_units, device=keep.device).unsqueeze(1).expand_as(keep)[keep]  # each token's window
+            pred_unit = torch.repeat_interleave(torch.arange(n_units), torch.tensor(batch.counts)).to(keep.device) if loss else None
+            x_parts: dict[str, Any] = {}  # per hook: the windows' sums of the activations alone, shared by its SAEs
             for engine, stats in zip(engines, all_stats):
                 hook = engine.target_hook  # where the SAE's output is compared and spliced in (a transcoder's output hook)
                 x_in = _activations(engine, acts[engine.hooks.hook], keep)
@@ -122,13 +129,15 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
                 # [n, d_sae], isfinite().all() cost more than the encode
                 if not (torch.isfinite(x).all() and torch.isfinite(x_hat).all()):
                     raise CaseError(f"non-finite values (NaN or inf) in the activations or the SAE {engine.label}'s output on {corpus.describe()}: check the weights and --interp-dtype")
-                stats.add(x, x_hat, feats)
+                if hook not in x_parts:
+                    x_parts[hook] = x_sums(x, unit, n_units)
+                stats.add(x, x_hat, feats, unit, n_units, x_parts[hook])
                 stats.windows += len(group)
                 if id(engine) in with_loss:
                     if hook not in zero_ce:  # the zero ablation does not depend on the SAE: once per hook
                         zero_ce[hook] = batch.ce(spliced_logits(model, hook, acts, tokens, mask, keep, None))
                     sae_ce, kl = batch.ce_and_kl(spliced_logits(model, hook, acts, tokens, mask, keep, x_hat))
-                    stats.add_loss({"orig": clean_ce, "sae": sae_ce, "zero": zero_ce[hook]}, kl)
+                    stats.add_loss({"orig": clean_ce, "sae": sae_ce, "zero": zero_ce[hook]}, kl, pred_unit, n_units)
             now = time.perf_counter()
             if progress is not None and now - last >= PROGRESS_EVERY_S:
                 last = now
@@ -151,13 +160,17 @@ def legacy_pass(engines: list[SaeEngine], corpus: Corpus, all_stats: list[Corpus
     lead = engines[0]
     hooks = sorted({h for e in engines for h in (e.hooks.hook, e.target_hook)})
     totals = [0.0] * len(engines)
+    offset = 0
     with torch.inference_mode():
         for _, tokens, mask, keep in _windows_batches(lead, corpus):
             acts = hooks_activations(lead.model, hooks, tokens, mask)
+            n_units = int(tokens.shape[0])
+            unit = torch.arange(n_units, device=keep.device).unsqueeze(1).expand_as(keep)[keep]
             for i, (engine, stats) in enumerate(zip(engines, all_stats)):
                 x_in = _activations(engine, acts[engine.hooks.hook], keep)
                 x = _targets(engine, acts[engine.target_hook], keep) if engine.out_hook else x_in
                 _, x_hat = encode_and_decode(engine.sae, x_in, engine.encode_tokens)
-                totals[i] += stats.legacy_terms(x, x_hat)
+                totals[i] += stats.legacy_terms(x, x_hat, unit, n_units, offset)
+            offset += n_units
     for stats, total in zip(all_stats, totals):
         stats.legacy_sum = total  # set only once the pass is complete: an interrupted pass leaves no partial sum

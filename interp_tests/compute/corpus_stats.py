@@ -3,13 +3,16 @@
 No pytest here. Every statistic means exactly what docs/CASES.md defines for texts, over the non-BOS tokens
 of all windows (a window's BOS tokens, at its start and between documents, are excluded everywhere):
 explained variance 1 - sum||x - x_hat||^2 / sum||x - mu||^2 with sum||x - mu||^2 = sum||x||^2 - N||mu||^2;
-the legacy form needs mu first, so it takes a second pass (`legacy_pass`).
+the legacy form needs mu first, so it takes a second pass (`legacy_pass`). Each window's own sums are kept
+too (`units`, compute/bootstrap.py): a value's 95% interval is a bootstrap over windows from them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .bootstrap import UnitSums, interval
 
 if TYPE_CHECKING:
     import torch
@@ -33,10 +36,20 @@ class CorpusStats:
     sum_kl: float = 0.0
     content_hash: str = ""
     seconds: float = 0.0
+    units: UnitSums | None = None  # each window's sums, for the intervals
 
-    def add(self, x: torch.Tensor, x_hat: torch.Tensor, feats: torch.Tensor) -> None:
-        """Tokens that count, flattened: x, x_hat [n, d_in]; feats [n, d_sae]."""
+    def __post_init__(self) -> None:
+        if self.units is None:
+            self.units = UnitSums(self.d_sae)
+
+    def add(self, x: torch.Tensor, x_hat: torch.Tensor, feats: torch.Tensor, unit: torch.Tensor | None = None, n_units: int = 0,
+            x_part: Any = None) -> None:
+        """Tokens that count, flattened: x, x_hat [n, d_in]; feats [n, d_sae]; each token's window within the
+        batch (`unit`, of `n_units` windows), whose own sums the intervals read."""
         import torch
+
+        if unit is not None and self.units is not None:
+            self.units.add(x, x_hat, feats, unit, n_units, x_part)
 
         x64, xh64 = x.double(), x_hat.double()
         if self.sum_x is None:
@@ -55,15 +68,34 @@ class CorpusStats:
         if x.shape[0]:  # amax: max without indices; taken in the SAE's dtype, then widened (exact)
             self.max_act = torch.maximum(self.max_act, torch.amax(feats, 0).double())
 
-    def legacy_terms(self, x: torch.Tensor, x_hat: torch.Tensor) -> float:
-        """One batch's sum of 1 - ||x - x_hat||^2 / ||x - mu||^2 (mu: the corpus mean from the first pass)."""
+    def legacy_terms(self, x: torch.Tensor, x_hat: torch.Tensor, unit: torch.Tensor | None = None, n_units: int = 0, offset: int = 0) -> float:
+        """One batch's sum of 1 - ||x - x_hat||^2 / ||x - mu||^2 (mu: the corpus mean from the first pass);
+        with `unit`, each window's share is kept for the interval (`offset`: the batch's first window)."""
         x64, xh64 = x.double(), x_hat.double()
         total = (x64 - self.mean.to(x64.device)).pow(2).sum(-1)
         resid = (x64 - xh64).pow(2).sum(-1)
-        return float((1.0 - resid / total).sum())
+        terms = 1.0 - resid / total
+        if unit is not None and self.units is not None:
+            self.units.add_legacy(terms, unit, n_units, offset)
+        return float(terms.sum())
 
-    def add_loss(self, ce: dict[str, torch.Tensor], kl: torch.Tensor) -> None:
-        """Per-prediction values of a batch (already restricted to the predictions that count)."""
+    def value(self, name: str, **params: Any) -> float:
+        """A statistic by its check's name (`dense_fraction` takes `above`, `density` its `feature`)."""
+        if name == "dense_fraction":
+            return self.dense_fraction(float(params["above"]))
+        if name == "density":
+            return self.density(int(params["feature"]))
+        return float(getattr(self, name))
+
+    def interval(self, name: str, **params: Any) -> tuple[float, float] | None:
+        """The value's 95% interval, a bootstrap over the corpus's windows (compute/bootstrap.py)."""
+        return interval(self.units, name, **params) if self.units is not None else None
+
+    def add_loss(self, ce: dict[str, torch.Tensor], kl: torch.Tensor, unit: torch.Tensor | None = None, n_units: int = 0) -> None:
+        """Per-prediction values of a batch (already restricted to the predictions that count), with each
+        prediction's window within the batch."""
+        if unit is not None and self.units is not None:
+            self.units.add_loss(ce, kl, unit, n_units)
         self.predictions += int(kl.numel())
         for k in self.sum_ce:
             self.sum_ce[k] += float(ce[k].double().sum())

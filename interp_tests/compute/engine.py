@@ -338,6 +338,7 @@ class SaeEngine:
     ref: Any = None  # the SaeRef it was loaded from
     reference: Any = None  # the case file's SaeRef when this engine runs a candidate (registry values are its)
     reference_engine: SaeEngine | None = None  # the reference SAE on the same activations (candidates only)
+    pair: bool = False  # tolerance auto: the reference's values are measured on the same windows, for paired intervals
     matching: Any = None  # matching.Matching of reference features to this SAE's (candidates only)
     matching_problem: str = ""  # why there is no matching, when a candidate has none
     encode_tokens: int = 8192

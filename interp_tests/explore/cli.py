@@ -102,7 +102,7 @@ def build_parser() -> Parser:
         description="Look at SAE features from the command line, and draft interp-tests case files.",
         epilog=TARGET_HELP + "\nerrors: one line on stderr, exit status 2",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{inspect,feature,draft}", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{inspect,feature,draft,calibrate}", required=True, parser_class=Parser)
 
     p = sub.add_parser(
         "inspect", parents=[common], formatter_class=fmt, help="top features per token of each text",
@@ -143,6 +143,25 @@ def build_parser() -> Parser:
     p.add_argument("--negative", nargs="+", required=True, metavar="TEXT", help="texts (or, with --case, group names)")
     p.add_argument("--n", type=int, default=3, help="features to draft (default 3)")
     p.add_argument("--transformer-lens", action="store_true", help=TRANSFORMER_LENS_HELP)
+
+    p = sub.add_parser(
+        "calibrate", formatter_class=fmt, help="what tolerance a token budget supports: each value's 95% interval, and the tokens a drift needs",
+        description=paragraph(
+            "Runs the case file's checks that have an interval (explained variance, MSE, cosine, L0, dead and dense "
+            "fraction, density, CE loss score, delta loss, KL) and prints each value with its 95% interval at the "
+            "current budget, the budget at which the interval's half-width equals a chosen drift, and the budget that "
+            "detects that drift between two checkpoints (80% power, 5% level): unpaired, and with --sae (a candidate "
+            "against the case file's SAE on the same windows) paired."
+        ),
+        epilog="--json prints one object: {\"command\": \"calibrate\", \"case_file\", \"values\": [{\"case_id\", \"check\", \"where\", \"sae\", \"observed\", "
+               "\"interval\", \"tokens\", \"drift\", \"half_width\", \"tokens_for_half_width\", \"tokens_to_detect_unpaired\", \"tokens_to_detect_paired\", \"paired_se\"}]}",
+    )
+    p.add_argument("case_file", metavar="CASEFILE", help="a case file whose cases read a corpus or texts")
+    p.add_argument("--sae", metavar="SPEC", help="a candidate in place of the case file's SAE (as --interp-sae takes): adds the paired budget")
+    p.add_argument("--drift", action="append", default=[], metavar="[CHECK=]D", help="the drift to detect (repeatable; default 0.005 for bounded scores, 1%% of the value otherwise)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--dtype", default="float32", help="float32 (default), float16, bfloat16, float64")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout (keys below)")
     return parser
 
 
@@ -432,8 +451,26 @@ def render_separators(target: Target | BundledTarget, found: Sequence[Separator]
     return "\n".join(lines) + "\n"
 
 
+def cmd_calibrate(args: argparse.Namespace, out: IO[str]) -> None:
+    from ..common.files import PathError, checked_file
+    from ..compute.registry import resolve_device, torch_dtype
+    from .calibration import calibrate, parse_drifts, render
+
+    drifts = parse_drifts(args.drift)
+    try:
+        path = checked_file(Path(args.case_file), "case file")
+    except PathError as exc:
+        raise InputError(str(exc)) from None
+    torch_dtype(args.dtype)
+    rows = calibrate(path, args.sae, drifts, device=resolve_device(args.device), dtype=args.dtype)
+    if args.json:
+        emit_json({"command": "calibrate", "case_file": str(path), "values": [r.as_dict() for r in rows]}, out)
+        return
+    out.write(f"calibration of {path} on {rows[0].sae if rows else '-'}\n" + render(rows))
+
+
 # ----------------------------------------------------------------------------- main
-COMMANDS = {"inspect": cmd_inspect, "feature": cmd_feature, "draft": cmd_draft}
+COMMANDS = {"inspect": cmd_inspect, "feature": cmd_feature, "draft": cmd_draft, "calibrate": cmd_calibrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

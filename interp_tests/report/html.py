@@ -18,7 +18,7 @@ from typing import Any
 
 from ..baselines.protocol import DriftRow, failures_first
 from ..checks.runner import CaseResult, result_from_json
-from ..checks.verdict import Heatmap, Table, Value, Verdict, fmt, short
+from ..checks.verdict import Heatmap, Table, Value, Verdict, fmt, fmt_interval, short
 from ..common.echo import visible
 from .leaderboard import Board
 
@@ -158,7 +158,8 @@ def render_case(index: int, case: CaseResult, open_: bool) -> str:
 def observed_cell(v: Verdict) -> str:
     if v.error:
         return f'<span class="error">could not be evaluated: {esc(v.error)}</span>'
-    return f'<span title="{esc(v.summary)}">{esc(value_text(v.observed))}</span>'
+    interval = f' <span class="ci">{esc(fmt_interval(v.interval).strip())}</span>' if v.interval is not None else ""
+    return f'<span title="{esc(v.summary)}">{esc(value_text(v.observed))}</span>{interval}'
 
 
 def value_text(value: Value, width: int = 80) -> str:
@@ -309,7 +310,7 @@ def render_drift(drift: Sequence[DriftRow]) -> str:
     for r in rows[:MAX_DRIFT_ROWS]:
         state = "ok" if r.ok else "fail"
         reference = "(none)" if r.note == "no baseline" else value_text(r.reference, 40)
-        delta = f"{r.delta:+.4f}" if r.delta is not None else "-"
+        delta = (f"{r.delta:+.4f}" if r.delta is not None else "-") + (f" [{r.delta_interval[0]:+.4f}, {r.delta_interval[1]:+.4f}]" if r.delta_interval else "")
         body.append(
             f'<tr class="{state}"><td class="mono">{esc(r.where)}</td><td><code>{esc(r.case_id)}</code></td>'
             + (f"<td><code>{esc(r.checkpoint)}</code></td>" if several else "")

@@ -27,6 +27,8 @@ def junit_properties(result: CaseResult) -> list[tuple[str, Value | str]]:
     for j, v in enumerate(result.verdicts):
         name = v.check if counts[v.check] == 1 else f"{v.check}[{j}]"
         out.append((f"{name}.observed", v.observed if v.observed is not None else "none"))
+        if v.interval is not None:  # the observed value's 95% interval (docs/CASES.md, "Intervals")
+            out.extend(((f"{name}.ci_low", v.interval[0]), (f"{name}.ci_high", v.interval[1])))
         out.extend((f"{name}.{k}", _extra(k, value)) for k, value in v.extra if value is not None)
     out.extend((f"interp.{k}", value) for k, value in sorted(result.matching.items()))
     out.append(("interp.checkpoint", result.checkpoint or result.sae))  # which checkpoint this test case ran on

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..baselines.protocol import DriftRow, failures_first
-from ..checks.verdict import Value, fmt
+from ..checks.verdict import Value, fmt, fmt_interval
 from ..common.echo import visible
 from .leaderboard import Board
 
@@ -49,7 +49,7 @@ def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow]
         for r in failed:
             for v in [*r["verdicts"], *r.get("drift", ())]:
                 if not v["ok"]:
-                    observed = _text("could not be evaluated: " + v["error"]) if v.get("error") else _cell(v["observed"])
+                    observed = _text("could not be evaluated: " + v["error"]) if v.get("error") else _cell(v["observed"]) + _text(fmt_interval(tuple(v["interval"])) if v.get("interval") else "")
                     lines.append(f"| {_code(r['case_id'])} | {_code(r.get('checkpoint') or r['sae'])} | {_text(v['check'])} | {_code(v['where'])} | {observed} | {_text(v['expected'])} |")
     lines.extend(leaderboard_markdown(boards))
     if drift:
@@ -61,7 +61,7 @@ def render_markdown(results: Sequence[dict[str, Any]], drift: Sequence[DriftRow]
         rows = failures_first(list(drift))
         for d in rows[:MAX_ROWS]:
             ref = "(none)" if d.note == "no baseline" else _cell(d.reference)
-            delta = f"{d.delta:+.4f}" if d.delta is not None else "-"
+            delta = (f"{d.delta:+.4f}" if d.delta is not None else "-") + (f" [{d.delta_interval[0]:+.4f}, {d.delta_interval[1]:+.4f}]" if d.delta_interval else "")
             lines.append(f"| {'❌' if not d.ok else '✅'} | {_code(d.where)} | {_text(d.check)} | {ref} | {_cell(d.observed)} | {delta} | {_text(d.tolerance)} |" + (f" {_code(d.checkpoint)} |" if several else ""))
         if len(rows) > MAX_ROWS:
             lines.append(f"\n{len(rows) - MAX_ROWS} more rows not shown.")

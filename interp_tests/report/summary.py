@@ -121,7 +121,7 @@ def drift_table(rows: list[DriftRow], max_rows: int = 40) -> list[tuple[str, str
     several = len({r.checkpoint for r in rows}) > 1  # a sweep: say which checkpoint each row is
     header = ("", "where", "check", "reference", "observed", "delta", "tolerance") + (("checkpoint",) if several else ())
     body = [
-        ("FAIL" if not r.ok else "ok", r.where, r.check, cell(r.reference) if r.note != "no baseline" else "(none)", cell(r.observed), f"{r.delta:+.4f}" if r.delta is not None else "-", r.tolerance)
+        ("FAIL" if not r.ok else "ok", r.where, r.check, cell(r.reference) if r.note != "no baseline" else "(none)", cell(r.observed), (f"{r.delta:+.4f}" if r.delta is not None else "-") + (f" [{r.delta_interval[0]:+.4f}, {r.delta_interval[1]:+.4f}]" if r.delta_interval else ""), r.tolerance)
         + ((r.checkpoint,) if several else ())
         for r in failures_first(rows)[:max_rows]
     ]

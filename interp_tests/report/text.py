@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..checks.runner import CaseResult
-from ..checks.verdict import MAX_ROWS, Table, Verdict, fmt
+from ..checks.verdict import MAX_ROWS, Table, Verdict, fmt, fmt_interval
 from ..common.echo import visible
 
 
@@ -29,7 +29,7 @@ def headline(result: CaseResult) -> str:
     if not failed:
         return f"case {result.case_id!r} on {target}: all {len(verdicts)} checks passed"
     first = failed[0]
-    what = f"{first.check} could not be evaluated: {first.error}" if first.error else f"{first.check} observed {fmt(first.observed)}, expected {first.expected} ({first.where})"
+    what = f"{first.check} could not be evaluated: {first.error}" if first.error else f"{first.check} observed {fmt(first.observed)}{fmt_interval(first.interval)}, expected {first.expected} ({first.where})"
     return f"{len(failed)} of {len(verdicts)} checks failed in case {result.case_id!r} on {target}: {what}"
 
 
@@ -38,7 +38,7 @@ def verdict_lines(v: Verdict) -> list[str]:
     status = "ok  " if v.ok else "FAIL"
     if v.error:
         return [f"  ERR  {v.where}  {v.check}{feature}: could not be evaluated: {v.error}"]
-    lines = [f"  {status} {v.where}  {v.check}{feature}: observed {fmt(v.observed)}, expected {v.expected}"]
+    lines = [f"  {status} {v.where}  {v.check}{feature}: observed {fmt(v.observed)}{fmt_interval(v.interval)}, expected {v.expected}"]
     if v.check.endswith(".baseline") or v.check == "feature_identity":
         lines.append(f"       {v.summary}")
         return lines

@@ -32,6 +32,16 @@ def non_negative_int(value: str) -> int:
     return n
 
 
+def tolerance(value: str) -> float | str:
+    """--interp-tolerance: a number >= 0, or `auto` (by the measurements' intervals)."""
+    if value == "auto":
+        return value
+    try:
+        return non_negative_float(value)
+    except ValueError:
+        raise ValueError(f"Could not parse value: {value!r} (expected a number >= 0, or auto)") from None
+
+
 def non_negative_float(value: str) -> float:
     try:
         x = float(value)
@@ -87,7 +97,7 @@ class Options:
     candidates: tuple[Candidate, ...] = ()  # --interp-sae: checkpoints every case runs on instead of the file's SAE
     update: bool = False  # --interp-update: record every observed value as the reference's baseline
     compare: bool = False  # --interp-compare: fail on drift from the baseline
-    tolerance: float | None = None  # --interp-tolerance: one absolute tolerance for every compared value
+    tolerance: float | str | None = None  # --interp-tolerance: one absolute tolerance for every compared value, or "auto"
     worker: int | None = None  # xdist worker index (gw3 -> 3): spreads workers over GPUs
     memory_gb: float | None = None  # --interp-memory: SAE weights a load group may hold (default: half the free memory)
     ray: str | None = None  # --interp-ray: local, auto, HOST:PORT or ray://HOST:PORT; the cases run in the cluster's tasks

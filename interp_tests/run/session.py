@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..baselines.protocol import Baselines
 from ..cases.plan import CasePlan, TargetKey
-from ..cases.schema import SaeRef, Target
+from ..cases.schema import AUTO, SaeRef, Target
 from ..common.errors import InterpTestsError, LoadError
 from ..common.memo import Memo
 from ..common.shipped import on_this_node
@@ -79,6 +79,7 @@ class Session:
     held: dict[str, int] = field(default_factory=dict)  # model -> the load group whose SAEs are loaded
     budget: int | None = None
     cluster: Any = None  # a cluster.ClusterRun under --interp-ray: the cases run in its tasks
+    pair: bool = False  # tolerance auto somewhere: a candidate's reference is measured on the same windows
 
     def __post_init__(self) -> None:
         self.baselines = Baselines(self.options.policy)
@@ -305,6 +306,7 @@ class Session:
             hooks.shared.register(out_hook)
         engine = SaeEngine(hooks, sae, label, replaces=reference.label if reference is not None else None, ref=ref, reference=reference, out_hook=out_hook)
         engine.progress = self.progress
+        engine.pair = self.pair
         engine.loss_corpora = self.loss_corpora
         engine.pass_log = self._log_pass
         engine.legacy_corpora = {corpus for k, corpus in self.legacy_corpora if k == key}
@@ -321,12 +323,17 @@ class Session:
         """A candidate engine gets the reference SAE on the same activations and the feature matching."""
         from ..compute.engine import SaeEngine
         from ..compute.matching import match_features
+        from ..compute.transcoders import output_hook
 
         try:
             reference_sae = self.registry.sae(reference)
             key = (reference, engine.hooks.hook, id(engine.hooks.shared))  # one reference engine for all its candidates
             if key not in self.reference_engines:
-                self.reference_engines[key] = SaeEngine(engine.hooks, reference_sae, reference.label, ref=reference)
+                ref_engine = SaeEngine(engine.hooks, reference_sae, reference.label, ref=reference, out_hook=output_hook(reference_sae))
+                ref_engine.loss_corpora = self.loss_corpora  # paired intervals: its corpus values in the candidates' pass
+                ref_engine.progress = self.progress
+                ref_engine.pass_log = self._log_pass
+                self.reference_engines[key] = ref_engine
             engine.reference_engine = self.reference_engines[key]
             engine.matching = self.matchings.get((reference, engine.ref), lambda: match_features(reference_sae, engine.sae))
         except InterpTestsError as exc:
@@ -354,6 +361,9 @@ class Session:
 
         for plan in plans:
             self.want(plan.target, plan.texts(), corpora_read(plan), corpora_with_loss(plan), corpora_with_legacy(plan))
+        self.pair = self.pair or (self.options.compare and self.options.tolerance == AUTO) or any(
+            e.params.baseline == AUTO for plan in plans for e in plan.case.expect
+        )
         groups = self.schedule([plan.target for plan in plans])
         order = list(range(len(plans)))
         if groups and max(groups.values()) > 0:
