@@ -1,14 +1,23 @@
 """--interp-ray on a real Ray cluster on this machine (`ray.cluster_utils.Cluster`: a head without CPUs and two
 worker nodes with one CPU each): the same JSON document as a local run, a node lost mid-run, retries
-exhausted, a wrong address, Ray missing, xdist refused, and Ray never imported without the option."""
+exhausted, a wrong address, Ray missing, xdist refused, and Ray never imported without the option.
+
+Every driver runs with a Ray authentication token at hand (RAY_AUTH_TOKEN_PATH), as a machine where any
+`ray.init()` ever ran has one (~/.ray/auth_token): the clusters of `ray.cluster_utils` use no token, and a
+driver that turned token authentication on for them could not be reached by their nodes. A head started by
+`ray start` with token authentication on is joined by HOST:PORT as well."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +33,23 @@ pytestmark = pytest.mark.slow  # starts Ray nodes and interpreters
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = "ray::interp-tests-unit"  # the process title of a task's worker
+
+
+TOKEN_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"interp-tests-ray-token-{os.getpid()}"
+
+
+def token_path() -> Path:
+    """A Ray authentication token for the drivers (written once per test process)."""
+    path = TOKEN_DIR / "auth_token"
+    if not path.exists():
+        TOKEN_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+    return path
+
+
+def driver_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+    return {**env, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAY_AUTH_TOKEN_PATH": str(token_path()), **extra}
 
 
 def start_cluster(workers: int = 2) -> Any:
@@ -62,7 +88,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(repo: Path, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=repo, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env},
+        env=driver_env(**env),
     )
 
 
@@ -101,6 +127,52 @@ def test_a_run_through_ray_gives_the_local_runs_document(cluster: Any, repo: Pat
         assert len(nodes) >= 1
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_head_with_token_authentication_is_joined_by_host_and_port(repo: Path) -> None:
+    """`ray start --head` with the token on (as it does whenever ~/.ray/auth_token exists): the driver, given
+    HOST:PORT, finds that the cluster wants the token and sends the one at hand; the tasks run and the
+    document is the local run's."""
+    from ray.util import get_node_ip_address
+
+    port = free_port()
+    env = driver_env(RAY_AUTH_MODE="token")
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    temp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths live under it
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--block", f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        address = f"{get_node_ip_address()}:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection((address.split(":")[0], port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and head.poll() is None, "ray start --head did not come up"
+                time.sleep(0.5)
+        time.sleep(2)  # the head's raylet registers after its GCS answers
+        out = repo / "ray-token.json"
+        start = time.monotonic()
+        r = run(repo, *RUNS["bundled"], f"--interp-json={out}", f"--interp-ray={address}")
+        assert r.returncode in (0, 1) and "Traceback" not in r.stdout + r.stderr and "FAILED (" not in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+        assert time.monotonic() - start < 120  # joined at once, not after Ray's connection retries
+        assert document(out) == local_document(repo, "bundled")
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def unit_workers(node: Any) -> list[int]:
     """Pids of the task workers (process title ray::interp-tests-unit) a node's raylet started."""
     import psutil
@@ -137,7 +209,7 @@ def test_a_node_lost_while_its_task_runs_changes_no_result(repo: Path) -> None:
         out = repo / "ray-lost.json"
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *RUNS["sweep"], f"--interp-json={out}", f"--interp-ray={cluster.address}"],
-            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=driver_env(),
         )
         remove_when_running(cluster, [cluster.workers[0]], proc)
         stdout, stderr = proc.communicate(timeout=600)
@@ -156,7 +228,7 @@ def test_a_task_that_fails_all_its_retries_fails_its_items_and_writes_no_baselin
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "cases/", "--interp-update", f"--interp-ray={cluster.address}", "--interp-ray-retries=0"],
-            cwd=user, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            cwd=user, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=driver_env(),
         )
         remove_when_running(cluster, list(cluster.workers), proc, then=list(cluster.workers))  # every worker node goes
         stdout, stderr = proc.communicate(timeout=600)

@@ -307,7 +307,7 @@ def without_stale(entries: Entries, expected: Mapping[str, set[str]]) -> Entries
             continue
         for label, e in by_sae.items():
             checks = {k: v for k, v in e.checks.items() if k in expected[case_id]}
-            out.setdefault(case_id, {})[label] = Entry(e.sae, checks, e.features)
+            out.setdefault(case_id, {})[label] = Entry(e.sae, checks, e.features, {k: v for k, v in e.intervals.items() if k in expected[case_id]})
     return out
 
 

@@ -20,7 +20,7 @@ from .timing import BenchEnv, benchmark_median, synced
 LAYERS, D_SAE = 12, 24_576
 
 
-def engines_and_corpus(n_saes: int, d_sae: int, tokens: int) -> tuple[Any, list[Any], Any]:
+def engines_and_corpus(n_saes: int, d_sae: int, tokens: int, layers: list[int] | None = None) -> tuple[Any, list[Any], Any]:
     from ..cases.schema import CorpusSpec
     from ..compute.corpus import Corpus
     from ..compute.engine import HookCache, ModelCache, SaeEngine
@@ -29,7 +29,7 @@ def engines_and_corpus(n_saes: int, d_sae: int, tokens: int) -> tuple[Any, list[
     model = gpt2_small_shaped()
     shared = ModelCache(model, batch_tokens=2048)
     engines = []
-    for layer in range(n_saes):
+    for layer in layers if layers is not None else range(n_saes):
         hook = f"blocks.{layer}.hook_resid_pre"
         sae = random_sae(model.cfg.d_model, d_sae, hook, seed=layer)
         calibrate(sae, hook_acts(model, hook, 256, seed=layer + 1), 64)
@@ -137,4 +137,54 @@ def test_corpus_million_tokens(benchmark: Any, bench_env: BenchEnv, pytestconfig
     info: dict[str, Any] = {"tokens": stats.tokens, "windows": stats.windows, "threads": torch.get_num_threads(), "explained_variance": stats.explained_variance, "ce_loss_score": stats.ce_loss_score}
     if median:
         info |= {"median_s": median, "tokens_per_s": stats.tokens / median}
+    benchmark.extra_info.update(info)
+
+
+INTERVAL_VALUES = ("explained_variance", "mse", "cosine", "l0", "dead_fraction", "dense_fraction", "ce_loss_score", "delta_loss", "kl_div")
+
+
+def test_corpus_intervals_overhead(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any) -> None:
+    """What the 95% intervals cost: one SAE (24,576 features, layer 6 of the GPT-2-small-shaped model) over
+    4,096 tokens of the bundled held-out corpus with every reconstruction, sparsity and loss statistic. The
+    engine's pass keeps each window's sums (compute/bootstrap.py) and then computes the interval of every
+    value (1,000 resamples); the baseline, timed in each round next to it, is the same `run_pass` keeping the
+    totals only (`per_window=False`). Target: intervals_over_plain <= 1.05.
+
+    With --benchmark-disable (CI's smoke run): 1,024 features over 256 tokens."""
+    import torch
+
+    from ..compute.corpus_pass import run_pass
+
+    smoke = bool(pytestconfig.getoption("benchmark_disable", False))
+    d_sae, tokens = (1024, 256) if smoke else (D_SAE, 4096)
+    model, engines, corpus = engines_and_corpus(1, d_sae, tokens, layers=[6])
+    engine = engines[0]  # blocks.6.hook_resid_pre
+    with_loss = {id(engine)}
+    found: dict[str, Any] = {}
+    seconds: dict[str, list[float]] = {"plain": [], "intervals_only": []}
+
+    def with_intervals() -> None:
+        stats = run_pass([engine], corpus, with_loss=with_loss, progress=None)[0]
+        start = time.perf_counter()
+        found["intervals"] = {name: stats.interval(name, above=0.1) for name in INTERVAL_VALUES}
+        seconds["intervals_only"].append(time.perf_counter() - start)
+        found["stats"] = stats
+
+    def alongside() -> None:  # the baseline, timed in each round next to the engine
+        start = time.perf_counter()
+        found["plain"] = run_pass([engine], corpus, with_loss=with_loss, progress=None, per_window=False)[0]
+        seconds["plain"].append(time.perf_counter() - start)
+
+    benchmark.pedantic(synced(with_intervals, "cpu"), setup=alongside, rounds=1 if smoke else 3, warmup_rounds=0)
+    stats, plain = found["stats"], found["plain"]
+    assert plain.units is None and stats.units is not None and stats.units.units == stats.windows
+    assert all(found["intervals"][name] is not None for name in INTERVAL_VALUES)
+    for name in INTERVAL_VALUES:  # the same pass: the same values with or without the windows' sums
+        assert abs(stats.value(name, above=0.1) - plain.value(name, above=0.1)) <= 1e-9 * max(1.0, abs(plain.value(name, above=0.1))), name
+    median = benchmark_median(benchmark)
+    info: dict[str, Any] = {"d_sae": d_sae, "tokens": stats.tokens, "windows": stats.windows, "resamples": 1000, "threads": torch.get_num_threads()}
+    if median:
+        plain_s = sorted(seconds["plain"])[len(seconds["plain"]) // 2]
+        intervals_s = sorted(seconds["intervals_only"])[len(seconds["intervals_only"]) // 2]
+        info |= {"median_s": median, "plain_median_s": plain_s, "intervals_median_s": intervals_s, "intervals_over_plain": median / plain_s}
     benchmark.extra_info.update(info)

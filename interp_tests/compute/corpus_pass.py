@@ -84,9 +84,10 @@ def _targets(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> torch.
     return act[keep]
 
 
-def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], progress: Progress | None) -> list[CorpusStats]:
+def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], progress: Progress | None, per_window: bool = True) -> list[CorpusStats]:
     """One streamed pass for SAEs on one model (`engines[0]`'s); `with_loss` holds the ids of the engines
-    whose loss statistics are computed too.
+    whose loss statistics are computed too. `per_window=False` keeps the totals only, no window's own sums
+    (and so no interval): what the intervals' benchmark compares the pass with.
 
     Per batch of windows: one forward serves every hook (stopped after the deepest one, or, when a loss
     statistic is wanted, one clean forward to the logits, whose log-probabilities serve every SAE); each SAE
@@ -103,6 +104,9 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
     loss = any(id(e) in with_loss for e in engines)
     captured = input_hooks(hooks, int(model.cfg.n_layers))
     all_stats = [CorpusStats(d_sae=e.d_sae) for e in engines]
+    if not per_window:
+        for stats in all_stats:
+            stats.units = None
     hasher = ContentHash()
     start = last = time.perf_counter()
     with torch.inference_mode():
@@ -117,8 +121,8 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
             else:
                 acts = hooks_activations(model, hooks, tokens, mask)
             n_units = int(tokens.shape[0])
-            unit = torch.arange(n_units, device=keep.device).unsqueeze(1).expand_as(keep)[keep]  # each token's window
-            pred_unit = torch.repeat_interleave(torch.arange(n_units), torch.tensor(batch.counts)).to(keep.device) if loss else None
+            unit = torch.arange(n_units, device=keep.device).unsqueeze(1).expand_as(keep)[keep] if per_window else None  # each token's window
+            pred_unit = torch.repeat_interleave(torch.arange(n_units), torch.tensor(batch.counts)).to(keep.device) if loss and per_window else None
             x_parts: dict[str, Any] = {}  # per hook: the windows' sums of the activations alone, shared by its SAEs
             for engine, stats in zip(engines, all_stats):
                 hook = engine.target_hook  # where the SAE's output is compared and spliced in (a transcoder's output hook)
@@ -129,9 +133,9 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
                 # [n, d_sae], isfinite().all() cost more than the encode
                 if not (torch.isfinite(x).all() and torch.isfinite(x_hat).all()):
                     raise CaseError(f"non-finite values (NaN or inf) in the activations or the SAE {engine.label}'s output on {corpus.describe()}: check the weights and --interp-dtype")
-                if hook not in x_parts:
+                if hook not in x_parts and unit is not None:
                     x_parts[hook] = x_sums(x, unit, n_units)
-                stats.add(x, x_hat, feats, unit, n_units, x_parts[hook])
+                stats.add(x, x_hat, feats, unit, n_units, x_parts.get(hook))
                 stats.windows += len(group)
                 if id(engine) in with_loss:
                     if hook not in zero_ce:  # the zero ablation does not depend on the SAE: once per hook

@@ -78,10 +78,9 @@ def connect(address: str) -> bool:
             ) from None
     if address == "auto" and not os.environ.get("RAY_ADDRESS") and _local_cluster() is None:
         raise ClusterError("--interp-ray auto: no running Ray cluster found (RAY_ADDRESS is not set and no `ray start --head` runs here); give HOST:PORT, or local")
-    joined = address
-    if target is not None and _is_local_cluster(target):
-        joined = "auto"  # the head this machine runs: joined as Ray's own auto does, with its token (Ray >= 2.59)
     ray = ray_module()
+    if target is not None and not address.startswith("ray://") and not ray.is_initialized():
+        _match_auth_mode(address, target)
     if ray.is_initialized():
         return False  # the caller's own connection (a notebook's ray.init()): used, and left open
     kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
@@ -89,7 +88,7 @@ def connect(address: str) -> bool:
         if address == "local":
             ray.init(include_dashboard=False, **kwargs)
         else:
-            ray.init(address=joined, **kwargs)
+            ray.init(address=address, **kwargs)
     except Exception as exc:  # Ray's own connection errors: one line
         hint = "" if os.environ.get("RAY_AUTH_MODE") else (
             "; a cluster with token authentication (the default of `ray start` since Ray 2.59) needs RAY_AUTH_MODE=token "
@@ -107,19 +106,44 @@ def _local_cluster() -> str | None:
         return None
 
 
-def _is_local_cluster(target: tuple[str, int]) -> bool:
-    """Whether HOST:PORT names the head this machine runs (by its port, at a loopback or this host's address)."""
-    running = _local_cluster()
-    if running is None:
-        return False
-    host, _, port = running.rpartition(":")
-    if not port.isdigit() or int(port) != target[1]:
-        return False
+def cluster_wants_token(target: tuple[str, int]) -> bool | None:
+    """Whether the GCS at HOST:PORT refuses a request without Ray's authentication token (True), accepts it
+    (False), or cannot tell (None: an older Ray, or an answer of another kind). One request, milliseconds:
+    a client that names no cluster id skips Ray's 20 s of connection retries, and the GCS answers either
+    "missing token" or "wrong cluster id"."""
     try:
-        mine = {host, "localhost", socket.gethostname()} | {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None)}
-    except OSError:
-        mine = {host, "localhost"}
-    return target[0] in mine or target[0].startswith("127.") or target[0] == "::1"
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # Ray before token authentication (2.59)
+        return None
+    try:
+        client = GcsClient(address=f"{target[0]}:{target[1]}", cluster_id="0" * 56)
+        client.internal_kv_get(b"interp-tests-probe", None, timeout=CONNECT_TIMEOUT_S)
+    except AuthenticationError as exc:
+        text = str(exc)
+        return True if "InvalidAuthToken" in text else False if "WrongClusterID" in text else None
+    except Exception:
+        return None
+    return False
+
+
+def _match_auth_mode(address: str, target: tuple[str, int]) -> None:
+    """Join a cluster with the authentication it uses. Ray's `auto` turns token authentication on whenever a
+    token file exists here, and an explicit address never does; both are wrong for some clusters (a head
+    started before the token existed, `ray.cluster_utils.Cluster`, a `ray start` with the token on). So ask
+    the cluster: a cluster that wants the token gets it (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token, as Ray reads it), one that does not is joined without it."""
+    if os.environ.get("RAY_AUTH_MODE") or not cluster_wants_token(target):
+        return  # the mode the user set, or a cluster without authentication: Ray's explicit-address join
+    try:
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    except ImportError:
+        return
+    if not maybe_enable_token_auth_if_token_available(warn_if_disabled=False):
+        raise ClusterError(
+            f"--interp-ray {address}: the cluster uses Ray's token authentication and no token is here: set RAY_AUTH_TOKEN "
+            "(or RAY_AUTH_TOKEN_PATH) to the cluster's token (`ray get-auth-token` on its head prints it)"
+        )
 
 
 # ----------------------------------------------------------------------------- shipping files
