@@ -262,6 +262,12 @@ def test_calibrate_gives_each_value_its_interval_and_the_budget_a_drift_needs(tm
     from interp_tests.explore.cli import main
 
     claims = tmp_path / "claims.yaml"
+    twice = NOISE.replace("      - explained_variance: {min: 0.3}\n", "      - explained_variance: {min: 0.3}\n      - explained_variance: {min: 0.1}\n")
+    claims.write_text("target:\n  model: tiny-stdlib\n  sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}\n"
+                      + twice.replace("id: reconstruction\n", "id: reconstruction-of-the-held-out-corpus\n").replace("id: on-texts", "id: reconstruction"))
+    assert main(["calibrate", str(claims), "--drift", "explained_variance=0.002"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if "explained_variance " in line]
+    assert [r[:2] for r in rows] == [["reconstruction-of-the-held-out-corpus", "explained_variance"], ["reconstruction", "explained_variance"]]  # one row per value, names in full
     claims.write_text("target:\n  model: tiny-stdlib\n  sae: {release: tiny-stdlib-res, id: blocks.1.hook_resid_pre}\n" + NOISE)
     assert main(["calibrate", str(claims), "--json", "--drift", "explained_variance=0.002"]) == 0
     values = {(v["case_id"], v["check"]): v for v in json.loads(capsys.readouterr().out)["values"]}

@@ -112,6 +112,7 @@ def calibrate(case_file: Path, sae: str | None, drifts: dict[str, float], device
     if not plans:
         raise InputError(f"{case_file}: no case has a check with an interval ({', '.join(sorted(INTERVAL_CHECKS))})")
     out: list[Calibrated] = []
+    seen: set[tuple[Any, ...]] = set()
     for i in session.prepare(plans):
         plan = plans[i]
         outcome = session.compute(plan)
@@ -120,6 +121,10 @@ def calibrate(case_file: Path, sae: str | None, drifts: dict[str, float], device
         for verdict in outcome.result.verdicts:
             if verdict.interval is None or not isinstance(verdict.observed, (int, float)):
                 continue
+            key = (plan.case_id, plan.target.checkpoint, verdict.check, float(verdict.observed), verdict.interval)
+            if key in seen:  # the same value claimed twice (a bound and a registry comparison): calibrated once
+                continue
+            seen.add(key)
             out.append(Calibrated(
                 plan.case_id, verdict.check, verdict.where, plan.target.checkpoint, float(verdict.observed), verdict.interval,
                 tokens_of(verdict), drift_for(verdict.check, float(verdict.observed), drifts), paired_se(verdict),
@@ -144,15 +149,22 @@ def paired_se(verdict: Any) -> float | None:
 
 
 def render(rows: list[Calibrated]) -> str:
+    case_w = max([4, *(len(r.case_id) for r in rows)])
+    check_w = max([5, *(len(r.check) for r in rows)])
+
+    def count(n: int | None, width: int) -> str:
+        return f"{'-' if n is None else 'any' if n <= 1 else format(n, ','):>{width}}"
+
     lines = [
         "95% intervals (bootstrap over windows or texts) and the token budgets a drift needs (80% power, 5% level):",
-        f"  {'case':<22} {'check':<26} {'observed':>10}  {'95% CI':<21} {'+/- now':>8} {'tokens':>9}  {'drift':>8}  {'+/- = drift at':>15}  {'detect, unpaired':>16}  {'detect, paired':>14}",
+        f"  {'case':<{case_w}}  {'check':<{check_w}} {'observed':>10}  {'95% CI':<21} {'+/- now':>8} {'tokens':>9}  {'drift':>8}  {'+/- = drift at':>15}  {'detect, unpaired':>16}  {'detect, paired':>14}",
     ]
     for r in rows:
-        paired = r.tokens_to_detect_paired()
+        ci = f"[{r.interval[0]:.4f}, {r.interval[1]:.4f}]"
         lines.append(
-            f"  {r.case_id[:22]:<22} {r.check[:26]:<26} {r.observed:>10.4f}  [{r.interval[0]:.4f}, {r.interval[1]:.4f}]".ljust(86)
-            + f" {r.half_width:>8.4f} {r.tokens:>9,}  {r.drift:>8.4g}  {r.tokens_for_half_width():>15,}  {r.tokens_to_detect_unpaired():>16,}  {format(paired, ',') if paired is not None else '-':>14}"
+            f"  {r.case_id:<{case_w}}  {r.check:<{check_w}} {r.observed:>10.4f}  {ci:<21} {r.half_width:>8.4f} {r.tokens:>9,}  {r.drift:>8.4g}  "
+            f"{count(r.tokens_for_half_width(), 15)}  {count(r.tokens_to_detect_unpaired(), 16)}  {count(r.tokens_to_detect_paired(), 14)}"
         )
-    lines.append("(drift: --drift CHECK=VALUE; by default 0.005 for bounded scores, 1% of the value for the others; paired needs --sae)")
+    lines.append("(drift: --drift CHECK=VALUE; by default 0.005 for bounded scores, 1% of the value for the others; paired needs --sae;"
+                 " any: the value does not vary between windows)")
     return "\n".join(lines) + "\n"
