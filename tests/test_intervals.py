@@ -236,6 +236,8 @@ def test_auto_without_the_reference_compares_with_the_recorded_interval(tmp_path
     large = rows[("large", "reconstruction", "explained_variance")]
     assert not large["ok"] and large["tolerance"].startswith("auto, unpaired")
     assert rows[("copy", "reconstruction", "explained_variance")]["ok"]
+    said = [line for line in results.document["run"]["session"] if "does not load here" in line]
+    assert len(said) == 1 and "compared with its recorded baselines only (no feature matching; tolerance auto unpaired)" in said[0], said
 
 
 def test_intervals_are_junit_properties_and_in_the_case_file_reports(pytester: pytest.Pytester) -> None:
@@ -283,3 +285,17 @@ def test_calibrate_gives_each_value_its_interval_and_the_budget_a_drift_needs(tm
     assert "detect, paired" in text and "explained_variance" in text
     assert main(["calibrate", str(claims), "--drift", "top_k=1"]) == 2
     assert "'top_k' has no interval" in capsys.readouterr().err
+
+
+def test_auto_reads_a_paired_difference_within_float_rounding_of_zero_as_zero() -> None:
+    """Identical SAEs measured side by side differ by float rounding (about 1e-10): an interval of the
+    difference that misses 0 by that much is no drift; one that misses it by a real amount is."""
+    from interp_tests.baselines.protocol import Tolerance, auto_comparison
+    from interp_tests.checks.verdict import Verdict
+
+    def verdict(lo: float, hi: float) -> Verdict:
+        return Verdict("explained_variance", "x.yaml:1", True, ">= 0", 0.8 + (lo + hi) / 2, "", interval=(0.79, 0.81), paired=(0.8, lo, hi))
+
+    assert auto_comparison(verdict(1e-11, 3e-10), 0.8, None, Tolerance(abs=0.01, auto=True)).ok
+    assert auto_comparison(verdict(-3e-10, -1e-11), 0.8, None, Tolerance(abs=0.01, auto=True)).ok
+    assert not auto_comparison(verdict(2e-5, 4e-5), 0.8, None, Tolerance(abs=0.01, auto=True)).ok

@@ -135,6 +135,52 @@ def test_a_broken_checkpoint_fails_its_own_items_and_the_sweep_goes_on(pytester:
     assert baseline.read_bytes() == before and stopped.ret == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
+def test_a_checkpoint_whose_output_is_nan_fails_only_its_own_corpus_checks(pytester: pytest.Pytester, runs: Path) -> None:
+    """A checkpoint that loads but reconstructs NaN (a zeroed decoder row under rescale_acts_by_decoder_norm,
+    here a NaN weight) shares the corpus pass with the others: its own corpus case fails with the reason,
+    every other checkpoint's values are the ones it gets without it, paired comparisons included."""
+    path = sweep_repo(pytester, runs)
+
+    def nan_decoder(sae: Any) -> None:
+        sae.W_dec[5, 0] = float("nan")
+
+    checkpoints.save_variant(pytester.path / "runs" / "nan" / "final", nan_decoder)
+    with_nan = pytester.path / "with-nan.json"
+    result = pytester.runpytest("cases/", "--interp-sae", "runs/*/final", "--interp-compare", "--interp-tolerance", "auto",
+                                f"--interp-json={with_nan}", "-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert "Traceback" not in out and "non-finite values (NaN or inf) in the SAE " in out and "nan/final's output" in out, out[-3000:]
+    doc = json.loads(with_nan.read_text())
+    ok = {(c["case_id"], c["checkpoint"]): c["ok"] for c in doc["cases"]}
+    assert not ok[("reconstruction", "nan/final")]
+    assert ok[("reconstruction", "copy/final")] and ok[("reconstruction", "permuted/final")], ok
+    shutil.rmtree(pytester.path / "runs" / "nan")
+    without = pytester.path / "without.json"
+    pytester.runpytest("cases/", "--interp-sae", "runs/*/final", "--interp-compare", "--interp-tolerance", "auto", f"--interp-json={without}", "-p", "no:cacheprovider")
+
+    def observed(document: Any) -> dict[Any, Any]:
+        return {(c["case_id"], c["checkpoint"], v["check"]): (v["observed"], v.get("interval"), v.get("paired"))
+                for c in document["cases"] if c["checkpoint"] != "nan/final" for v in c["verdicts"]}
+
+    assert observed(doc) == observed(json.loads(without.read_text()))
+    assert Path(str(path) + ".baseline.json").exists()
+
+
+def test_an_unquoted_glob_expanded_by_the_shell_is_one_usage_line(pytester: pytest.Pytester, runs: Path) -> None:
+    """`--interp-sae runs/*/final` unquoted: the shell gives the option its first match and pytest the others as
+    test paths, which collect nothing: a run that would pass having tested one checkpoint is refused."""
+    sweep_repo(pytester, runs)
+    expanded = sorted(str(p.relative_to(pytester.path)) for p in (pytester.path / "runs").glob("*/final"))
+    result = pytester.runpytest("cases/", "--interp-sae", *expanded, "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"{expanded[1]}, {expanded[2]}, {expanded[3]} are checkpoint directories, not test paths" in err and "quote the glob" in err, err
+    alone = pytester.runpytest(expanded[0], "-p", "no:cacheprovider")
+    assert alone.ret == pytest.ExitCode.USAGE_ERROR and f"run case files on it with --interp-sae {expanded[0]}" in alone.stderr.str()
+    quoted = pytester.runpytest("cases/", "--interp-sae", "runs/*/final", "-p", "no:cacheprovider", "--collect-only", "-q")
+    assert quoted.ret == pytest.ExitCode.OK
+
+
 def test_load_groups_fit_the_budget_and_change_no_value(pytester: pytest.Pytester, runs: Path) -> None:
     sweep_repo(pytester, runs)
     whole, grouped = pytester.path / "whole.json", pytester.path / "grouped.json"
@@ -266,3 +312,19 @@ def test_fifty_checkpoints_stay_within_the_memory_budget(pytester: pytest.Pytest
     assert len(groups) >= 12, groups  # at most 4 of 8.4 MB (with a 1 MB reference) under 40 MB
     grew = (peak_rss() or 0) - (before or 0)
     assert grew < 200e6, f"peak resident memory grew by {grew / 1e6:.0f} MB for 420 MB of checkpoints"
+
+
+def test_readmes_recipe_for_a_noisy_copy_of_the_bundled_sae_makes_a_candidate(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's "Making checkpoints" snippet, run as written, writes a checkpoint a sweep reads."""
+    import re
+    import textwrap
+
+    from .helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"To try a sweep on the bundled SAE.*?```python\n(.*?)```", readme, re.S)
+    assert found, "README no longer shows how to make a candidate from the bundled SAE"
+    monkeypatch.chdir(pytester.path)
+    exec(compile(textwrap.dedent(found.group(1)), "README.md", "exec"), {})
+    case_file(pytester, "claims", "texts:\n  code: [\"def f(x):\\n    return x\"]\ncases:\n  - id: sparse\n    on: code\n    expect:\n      - l0: {max: 1000}\n")
+    pytester.runpytest("cases/", "--interp-sae", "runs/*/final", "-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -64,7 +64,7 @@ def evaluate(cases: Any, saes: Any = None, model: Any = None, **options: Any) ->
         candidates=candidates,
         update=bool(options.get("update")),
         compare=bool(options.get("compare")),
-        tolerance="auto" if options.get("tolerance") == "auto" else _positive(options.get("tolerance"), "tolerance", float, zero=True),
+        tolerance="auto" if options.get("tolerance") == "auto" else _tolerance(options.get("tolerance")),
         memory_gb=_positive(options.get("memory"), "memory", float),
         ray=_ray_address(options.get("ray")),
         ray_cpus=_positive(options.get("ray_cpus"), "ray_cpus", int) or 1,
@@ -106,6 +106,13 @@ def _ray_address(value: Any) -> str | None:
         return ray_address(str(value))
     except ValueError as exc:
         raise InputError(f"evaluate(): ray: {exc}") from None
+
+
+def _tolerance(value: Any) -> float | None:
+    try:
+        return _positive(value, "tolerance", float, zero=True)
+    except InputError:
+        raise InputError(f"evaluate(): tolerance must be a number >= 0 or \"auto\" (got {value!r})") from None
 
 
 def _positive(value: Any, name: str, kind: type, zero: bool = False) -> Any:

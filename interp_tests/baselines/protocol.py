@@ -150,6 +150,9 @@ class AutoOutcome:
     says: str  # the test used, what it assumes, and its verdict, in words
 
 
+NUMERICAL_ZERO = 1e-6  # a paired difference within 1e-6 (relative) of 0 is 0: the precision every value is checked to
+
+
 def auto_comparison(verdict: Verdict, recorded: Value, recorded_interval: tuple[float, float] | None, fallback: Tolerance) -> AutoOutcome:
     """`baseline: auto`: a drift is a difference beyond what the measurements' noise allows (docs/CASES.md,
     "Choosing tolerances").
@@ -163,7 +166,8 @@ def auto_comparison(verdict: Verdict, recorded: Value, recorded_interval: tuple[
     observed = verdict.observed
     if verdict.paired is not None:
         ref, lo, hi = verdict.paired
-        ok = lo <= 0.0 <= hi
+        floor = NUMERICAL_ZERO * max(1.0, abs(ref))  # identical SAEs differ by float rounding (about 1e-10), not by a drift
+        ok = lo <= floor and hi >= -floor
         delta = float(observed) - ref if isinstance(observed, (int, float)) else None
         says = (f"auto, paired bootstrap over the same units: 95% CI of the difference [{lo:+.4g}, {hi:+.4g}] "
                 f"{'includes 0: within noise' if ok else 'excludes 0: a drift beyond noise'} (reference {fmt(ref)} measured in this run)")
@@ -428,7 +432,7 @@ class Baselines:
                 observed=verdict.observed,
                 summary=f"reference {fmt(old)} ({entry.sae}), {who} {fmt(verdict.observed)}{shown_delta}, {described} ({path.name}; {fix})",
                 feature=verdict.feature,
-                interval=interval,
+                interval=verdict.interval,  # the value's own; the difference's is in the summary and the drift row
             ))
             shown_tolerance = described if tolerance.auto else tolerance.describe()
             rows.append(DriftRow(verdict.where, plan.case_id, verdict.check, old, verdict.observed, delta, shown_tolerance, ok, "", plan.target.checkpoint, plan.reference_label, interval))

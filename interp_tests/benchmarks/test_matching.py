@@ -19,7 +19,7 @@ D_IN, D_SAE = 768, 24_576
 MEMORY_PROBE = """
 import json, torch
 from interp_tests.benchmarks.test_matching import candidate_pair
-from interp_tests.matching import match_features
+from interp_tests.compute.matching import match_features
 def kib(field):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
 torch.set_num_threads({threads})

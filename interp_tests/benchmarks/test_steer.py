@@ -1,4 +1,4 @@
-"""Greedy generation with a steering hook (interp_tests.steering) against the same generation without it.
+"""Greedy generation with a steering hook (interp_tests.compute.steering) against the same generation without it.
 
 The benchmark times steered generation; unsteered generation of the same prompt is timed round by round
 alongside it (pytest-benchmark's `setup` hook). The cost is compared per generated token.

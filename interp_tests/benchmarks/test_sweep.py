@@ -96,3 +96,56 @@ def test_sweep_against_separate_runs(benchmark: Any, bench_env: BenchEnv, pytest
         separate_s = sorted(separate_times)[len(separate_times) // 2]
         info |= {"median_s": median, "separate_median_s": separate_s, "separate_over_sweep": separate_s / median, "of_ideal": (separate_s / median) / ideal}
     benchmark.extra_info.update(info)
+
+
+MEMORY_CANDIDATES, MEMORY_BUDGET_GB = 50, 1.0
+MEMORY_PROBE = """
+import json, sys, time, torch
+from pathlib import Path
+import interp_tests
+from interp_tests.benchmarks.builtin import gpt2_small_shaped
+from interp_tests.compute.memory import peak_rss, reset_peak, rss
+torch.set_num_threads({threads})
+model = gpt2_small_shaped()
+paths = sorted(str(p) for p in Path({root!r}).glob("candidate-*"))
+reset_peak()  # the peak from here: the model and the libraries are resident already
+before = rss()
+start = time.perf_counter()
+results = interp_tests.evaluate(Path({root!r}) / "sweep.yaml", saes=paths, model=model, dtype="float32", memory={budget})
+seconds = time.perf_counter() - start
+print(json.dumps({{"grew": peak_rss() - before, "seconds": seconds, "cases": len(results.document["cases"]),
+                  "passed": sum(c["ok"] for c in results.document["cases"])}}))
+"""
+
+
+def test_sweep_memory_within_budget(benchmark: Any, bench_env: BenchEnv, pytestconfig: Any, tmp_path: Path) -> None:
+    """50 GPT-2-small-shaped checkpoints (768 x 24,576, 151 MB each in float32: 7.5 GB in all) swept in one run
+    under `memory=1.0` (GB, `--interp-memory 1`), in a fresh process: the resident memory the sweep adds beyond
+    the model stays within the budget, whatever the sweep's total. Recorded: peak_growth_mb, budget_mb,
+    checkpoints_mb. With --benchmark-disable (CI's smoke run): 4 checkpoints of 1,024 features."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+
+    smoke = bool(pytestconfig.getoption("benchmark_disable", False))
+    n, width, budget = (4, 1024, 0.02) if smoke else (MEMORY_CANDIDATES, WIDTH, MEMORY_BUDGET_GB)
+    model, paths, claims, _ = sweep_inputs(tmp_path, n, width, 2)
+    del model
+    checkpoints_mb = sum(f.stat().st_size for p in paths for f in Path(p).iterdir()) / 1e6
+    found: dict[str, Any] = {}
+
+    def probe() -> None:
+        code = MEMORY_PROBE.format(threads=torch.get_num_threads(), root=str(tmp_path), budget=budget)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+        assert out.returncode == 0, out.stderr[-3000:]
+        found.update(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    benchmark.pedantic(synced(probe, "cpu"), rounds=1, warmup_rounds=0)
+    assert found["cases"] == 2 * n  # every case ran on every checkpoint (their verdicts are the sweep benchmark's concern)
+    growth_mb = found["grew"] / 1e6
+    benchmark.extra_info.update({
+        "candidates": n, "d_sae": width, "checkpoints_mb": checkpoints_mb, "budget_mb": budget * 1e3, "peak_growth_mb": growth_mb,
+        "growth_over_budget": growth_mb / (budget * 1e3), "sweep_s": found["seconds"], "threads": torch.get_num_threads(),
+    })

@@ -107,7 +107,10 @@ def corpus_paired(ctx: CheckContext, corpus: Corpus, stats: CorpusStats, name: s
     reference = ctx.engine.reference_engine
     if not ctx.engine.pair or reference is None:
         return None
-    ref = corpus_stats(reference, corpus, loss=loss, legacy=name == "explained_variance_legacy", progress=ctx.engine.progress)
+    try:
+        ref = corpus_stats(reference, corpus, loss=loss, legacy=name == "explained_variance_legacy", progress=ctx.engine.progress)
+    except CaseError:  # the reference's own output went non-finite: compared with its recorded value instead
+        return None
     if ref.units is None or stats.units is None:
         return None
     diff = difference_interval(stats.units, ref.units, name, **params)

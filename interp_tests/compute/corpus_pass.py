@@ -50,9 +50,12 @@ def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legac
         if engine.pass_log is not None:
             engine.pass_log(corpus, engines, all_stats)
     stats = engine.corpus_cache[key]
+    if stats.error:  # this SAE's output went non-finite: its own checks fail, its peers' passes went on
+        raise CaseError(stats.error)
     if legacy and stats.legacy_sum is None:  # the second pass the legacy form needs, for every peer that needs it too
         peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine]
-        wanting = [p for p in peers if key in p.legacy_corpora and key in p.corpus_cache and p.corpus_cache[key].legacy_sum is None]
+        wanting = [p for p in peers if key in p.legacy_corpora and key in p.corpus_cache and p.corpus_cache[key].legacy_sum is None
+                   and not p.corpus_cache[key].error]
         engines = [engine, *wanting]
         legacy_pass(engines, corpus, [e.corpus_cache[key] for e in engines])
     return stats
@@ -93,7 +96,11 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
     statistic is wanted, one clean forward to the logits, whose log-probabilities serve every SAE); each SAE
     encodes and decodes once, and that reconstruction is what its spliced forward puts at the hook
     (`losses.spliced_logits`, from the hook's block); the zero ablation runs once per hook, shared by the
-    SAEs that read it."""
+    SAEs that read it.
+
+    An SAE whose output goes non-finite (NaN or inf: broken weights, an overflowing dtype) leaves the pass with
+    its `error` set, and the pass goes on for the others: one broken checkpoint of a sweep fails its own
+    checks only. Non-finite activations (the model's, shared by every SAE at the hook) stop the pass."""
     import torch
 
     from .losses import LossBatch, clean_forward, input_hooks, spliced_logits
@@ -108,6 +115,7 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
         for stats in all_stats:
             stats.units = None
     hasher = ContentHash()
+    seen_tokens = 0
     start = last = time.perf_counter()
     with torch.inference_mode():
         for group, tokens, mask, keep in _windows_batches(lead, corpus):
@@ -124,15 +132,21 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
             unit = torch.arange(n_units, device=keep.device).unsqueeze(1).expand_as(keep)[keep] if per_window else None  # each token's window
             pred_unit = torch.repeat_interleave(torch.arange(n_units), torch.tensor(batch.counts)).to(keep.device) if loss and per_window else None
             x_parts: dict[str, Any] = {}  # per hook: the windows' sums of the activations alone, shared by its SAEs
+            seen_tokens += int(keep.sum())
             for engine, stats in zip(engines, all_stats):
+                if stats.error:
+                    continue
                 hook = engine.target_hook  # where the SAE's output is compared and spliced in (a transcoder's output hook)
                 x_in = _activations(engine, acts[engine.hooks.hook], keep)
                 x = _targets(engine, acts[hook], keep) if engine.out_hook else x_in
                 feats, x_hat = encode_and_decode(engine.sae, x_in, engine.encode_tokens)
                 # a NaN or inf in feats always reaches x_hat (inf * 0 is NaN), so x_hat's check covers it: on
                 # [n, d_sae], isfinite().all() cost more than the encode
-                if not (torch.isfinite(x).all() and torch.isfinite(x_hat).all()):
-                    raise CaseError(f"non-finite values (NaN or inf) in the activations or the SAE {engine.label}'s output on {corpus.describe()}: check the weights and --interp-dtype")
+                if not torch.isfinite(x).all():
+                    raise CaseError(f"non-finite values (NaN or inf) in the model's activations at {hook} on {corpus.describe()}: check the model and --interp-dtype")
+                if not torch.isfinite(x_hat).all():
+                    stats.error = f"non-finite values (NaN or inf) in the SAE {engine.label}'s output on {corpus.describe()}: check its weights and --interp-dtype"
+                    continue
                 if hook not in x_parts and unit is not None:
                     x_parts[hook] = x_sums(x, unit, n_units)
                 stats.add(x, x_hat, feats, unit, n_units, x_parts.get(hook))
@@ -147,7 +161,7 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
                 last = now
                 done = all_stats[0].tokens
                 progress(f"interp-tests: {corpus.describe()} on {', '.join(e.label for e in engines)}: {done:,} tokens, {done / (now - start):,.0f} tokens/s")
-    if all_stats[0].tokens == 0:
+    if seen_tokens == 0:
         raise CaseError(f"{corpus.describe()} has no tokens: the source holds no documents")
     seconds = time.perf_counter() - start
     for stats in all_stats:

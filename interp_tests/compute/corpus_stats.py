@@ -37,6 +37,7 @@ class CorpusStats:
     content_hash: str = ""
     seconds: float = 0.0
     units: UnitSums | None = None  # each window's sums, for the intervals
+    error: str = ""  # why this SAE's statistics are missing (its output went non-finite): its checks fail with it
 
     def __post_init__(self) -> None:
         if self.units is None:

@@ -71,6 +71,16 @@ def detect(path: Path) -> str:
     raise LoadError(f"cannot load SAE from {str(path)!r}: it holds {held}, which looks like {' and '.join(found)}: name the format (sae: {{path: DIR, format: {found[0]}}}, or --interp-sae {found[0]}:DIR)")
 
 
+def looks_like_checkpoint(path: Path) -> bool:
+    """Whether a directory holds the files of a checkpoint format (and no case file): no file is read."""
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    if any(n.endswith((".yaml", ".yml")) for n in names):
+        return False
+    return any(all(f in names for f in files) for files in SIGNATURES.values())
+
+
 def converter(fmt: str) -> Callable[..., tuple[dict[str, Any], dict[str, Any]]]:
     return {"sparsify": sparsify_converter, "dictionary_learning": dictionary_learning_converter, "gemma_scope": gemma_scope_converter}[fmt]
 

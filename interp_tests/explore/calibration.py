@@ -166,5 +166,5 @@ def render(rows: list[Calibrated]) -> str:
             f"{count(r.tokens_for_half_width(), 15)}  {count(r.tokens_to_detect_unpaired(), 16)}  {count(r.tokens_to_detect_paired(), 14)}"
         )
     lines.append("(drift: --drift CHECK=VALUE; by default 0.005 for bounded scores, 1% of the value for the others; paired needs --sae;"
-                 " any: the value does not vary between windows)")
+                 " any: the value does not vary between windows, or paired, the two SAEs give the same value on every window)")
     return "\n".join(lines) + "\n"

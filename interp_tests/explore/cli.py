@@ -466,7 +466,8 @@ def cmd_calibrate(args: argparse.Namespace, out: IO[str]) -> None:
     if args.json:
         emit_json({"command": "calibrate", "case_file": str(path), "values": [r.as_dict() for r in rows]}, out)
         return
-    out.write(f"calibration of {path} on {rows[0].sae if rows else '-'}\n" + render(rows))
+    on = f"{args.sae} (against the case file's SAE, paired)" if args.sae else (rows[0].sae if rows else "-")
+    out.write(f"calibration of {path} on {on}\n" + render(rows))
 
 
 # ----------------------------------------------------------------------------- main

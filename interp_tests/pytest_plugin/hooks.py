@@ -83,6 +83,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if promote and not (update and candidates):
         raise pytest.UsageError("--interp-promote goes with --interp-sae CANDIDATE and --interp-update")
+    from ..run.candidates import checkpoints_among_test_paths
+
+    stray = checkpoints_among_test_paths(named_args(config), config.invocation_params.dir, candidates)
+    if stray is not None:
+        raise pytest.UsageError(stray)
     config.stash[STATE] = Session(
         opts.Options(
             device=config.getoption("interp_device") or config.getini("interp_device"),

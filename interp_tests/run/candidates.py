@@ -154,3 +154,27 @@ def _with_format(ref: SaeRef, label: str) -> str:
 
     fmt = ref.format or format_of(Path(ref.path))
     return f"{fmt}:{label}" if fmt not in (None, "saelens") else label
+
+
+def checkpoints_among_test_paths(args: Sequence[str], cwd: Path, candidates: Sequence[Candidate]) -> str | None:
+    """One line when a path pytest was asked to collect is a checkpoint directory (it collects nothing): most
+    often the shell's expansion of an unquoted `--interp-sae runs/*/final`, whose first match became the
+    candidate and whose other matches became test paths, a run that would pass while testing one checkpoint."""
+    from ..compute.formats import looks_like_checkpoint
+
+    stray = []
+    for arg in args:
+        path = cwd / arg.split("::")[0]
+        try:
+            if looks_like_checkpoint(path):
+                stray.append(arg)
+        except OSError:
+            continue
+    if not stray:
+        return None
+    shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
+    if candidates:
+        return (f"{shown} {'is a checkpoint directory' if len(stray) == 1 else 'are checkpoint directories'}, not test paths: the shell expanded "
+                f"an unquoted --interp-sae glob, so only its first match is a candidate; quote the glob (--interp-sae 'runs/*/final') "
+                "or give each checkpoint its own --interp-sae")
+    return f"{shown} {'is a checkpoint directory' if len(stray) == 1 else 'are checkpoint directories'}, not test paths: run case files on it with --interp-sae {stray[0]}"

@@ -71,6 +71,7 @@ class Session:
     corpus_readers: dict[tuple[object, str], set[TargetKey]] = field(default_factory=dict)
     replaced: set[str] = field(default_factory=set)  # labels of the candidates that replaced an SAE
     reference_engines: dict[Any, SaeEngine] = field(default_factory=dict)  # (reference, hook, model) -> its engine
+    missing_references: dict[str, str] = field(default_factory=dict)  # a candidate's reference that did not load -> why
     passes: list[str] = field(default_factory=list)  # one line per corpus pass
     labels: dict[SaeRef, str] = field(default_factory=dict)  # a candidate's SAE -> its short label
     groups: dict[TargetKey, int] = field(default_factory=dict)  # each target's load group (schedule)
@@ -338,6 +339,7 @@ class Session:
             engine.matching = self.matchings.get((reference, engine.ref), lambda: match_features(reference_sae, engine.sae))
         except InterpTestsError as exc:
             engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
+            self.missing_references.setdefault(reference.label, str(exc))
 
     def unused_candidates(self) -> bool:
         """True (and a line that says so) for each `--interp-sae HOOK=SPEC` that replaced no SAE in a run that
@@ -466,6 +468,9 @@ class Session:
         for key, matching in self.matchings.items():
             reference, candidate = cast(tuple[SaeRef, SaeRef], key)
             lines.append(f"interp-tests: {matching.summary(reference.label, self.labels.get(candidate, candidate.label))}")
+        for label, why in self.missing_references.items():
+            lines.append(f"interp-tests: the reference {label} does not load here ({why[:200]}): candidates are compared with its recorded "
+                         "baselines only (no feature matching; tolerance auto unpaired)")
         return remote + lines
 
     def _log_pass(self, corpus: Any, engines: list[SaeEngine], all_stats: list[Any]) -> None:
