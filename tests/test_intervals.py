@@ -299,3 +299,9 @@ def test_auto_reads_a_paired_difference_within_float_rounding_of_zero_as_zero() 
     assert auto_comparison(verdict(1e-11, 3e-10), 0.8, None, Tolerance(abs=0.01, auto=True)).ok
     assert auto_comparison(verdict(-3e-10, -1e-11), 0.8, None, Tolerance(abs=0.01, auto=True)).ok
     assert not auto_comparison(verdict(2e-5, 4e-5), 0.8, None, Tolerance(abs=0.01, auto=True)).ok
+
+    def small(lo: float, hi: float) -> Verdict:  # a small value (a density): the floor is relative to it
+        return Verdict("density", "x.yaml:1", True, ">= 0", 1e-3 + (lo + hi) / 2, "", interval=(9e-4, 1.1e-3), paired=(1e-3, lo, hi))
+
+    assert auto_comparison(small(1e-13, 5e-13), 1e-3, None, Tolerance(abs=1e-4, auto=True)).ok
+    assert not auto_comparison(small(2e-8, 5e-8), 1e-3, None, Tolerance(abs=1e-4, auto=True)).ok

@@ -133,11 +133,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_head_with_token_authentication_is_joined_by_host_and_port(repo: Path) -> None:
-    """`ray start --head` with the token on (as it does whenever ~/.ray/auth_token exists): the driver, given
-    HOST:PORT, finds that the cluster wants the token and sends the one at hand; the tasks run and the
-    document is the local run's."""
+TWO_JOINS = """
+import json, sys
+import interp_tests
+first = interp_tests.evaluate(sys.argv[1], ray=sys.argv[2], offline=True)
+second = interp_tests.evaluate(sys.argv[1], ray=sys.argv[3], offline=True)
+print(json.dumps([first.document["run"]["passed"], second.document["run"]["passed"], [p for p in first.problems + second.problems]]))
+"""
+
+
+def test_a_head_with_token_authentication_is_joined_by_host_and_port(cluster: Any, repo: Path, tmp_path: Path) -> None:
+    """`ray start --head` with the token on (as it does whenever ~/.ray/auth_token exists). Given HOST:PORT,
+    the driver asks the cluster (in milliseconds) whether it wants the token and sends the one at hand: the
+    tasks run and the document is the local run's. Without a token at hand: one usage line. One process that
+    joins this cluster and then one without authentication (`cluster`) reaches both."""
     from ray.util import get_node_ip_address
+
+    from interp_tests.run.cluster import cluster_wants_token, host_port
 
     port = free_port()
     env = driver_env(RAY_AUTH_MODE="token")
@@ -149,21 +161,33 @@ def test_a_head_with_token_authentication_is_joined_by_host_and_port(repo: Path)
     )
     try:
         address = f"{get_node_ip_address()}:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection((address.split(":")[0], port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and head.poll() is None, "ray start --head did not come up"
-                time.sleep(0.5)
-        time.sleep(2)  # the head's raylet registers after its GCS answers
-        out = repo / "ray-token.json"
+        deadline = time.monotonic() + 90
+        while not (Path(temp) / "session_latest" / "sockets" / "raylet").exists():  # the head's raylet is up
+            assert time.monotonic() < deadline and head.poll() is None, "ray start --head did not come up"
+            time.sleep(0.5)
+        time.sleep(1)  # and registered with its GCS
         start = time.monotonic()
+        assert cluster_wants_token(host_port(address)) is True  # type: ignore[arg-type]
+        assert cluster_wants_token(host_port(cluster.address)) is False  # type: ignore[arg-type]
+        assert time.monotonic() - start < 5  # two requests, not Ray's 20 s of connection retries
+
+        out = repo / "ray-token.json"
         r = run(repo, *RUNS["bundled"], f"--interp-json={out}", f"--interp-ray={address}")
         assert r.returncode in (0, 1) and "Traceback" not in r.stdout + r.stderr and "FAILED (" not in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-        assert time.monotonic() - start < 120  # joined at once, not after Ray's connection retries
         assert document(out) == local_document(repo, "bundled")
+
+        home = tmp_path / "home"  # no ~/.ray/auth_token, no RAY_AUTH_TOKEN(_PATH)
+        home.mkdir()
+        bare = {k: v for k, v in driver_env(HOME=str(home)).items() if k != "RAY_AUTH_TOKEN_PATH"}
+        r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *RUNS["bundled"], f"--interp-ray={address}"],
+                           cwd=repo, capture_output=True, text=True, timeout=120, env=bare)
+        assert r.returncode == 4 and "uses Ray's token authentication and no token is here" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+        mini = tmp_path / "mini.yaml"
+        mini.write_text((ROOT / "cases" / "tiny-stdlib.yaml").read_text().split("cases:")[0] + "cases:\n  - id: sparse\n    on: functions\n    expect:\n      - l0: {max: 1000}\n")
+        both = subprocess.run([sys.executable, "-c", TWO_JOINS, str(mini), address, cluster.address], capture_output=True, text=True, timeout=600, env=driver_env())
+        assert both.returncode == 0, both.stderr[-3000:]
+        assert json.loads(both.stdout.strip().splitlines()[-1]) == [1, 1, []]
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:

@@ -150,6 +150,8 @@ def test_a_checkpoint_whose_output_is_nan_fails_only_its_own_corpus_checks(pytes
                                 f"--interp-json={with_nan}", "-p", "no:cacheprovider")
     out = result.stdout.str()
     assert "Traceback" not in out and "non-finite values (NaN or inf) in the SAE " in out and "nan/final's output" in out, out[-3000:]
+    passes = [line for line in out.splitlines() if "corpus pass on" in line]
+    assert len(passes) == 1 and "non-finite output, left the pass: nan/final" in passes[0], passes  # not one more pass per loss check
     doc = json.loads(with_nan.read_text())
     ok = {(c["case_id"], c["checkpoint"]): c["ok"] for c in doc["cases"]}
     assert not ok[("reconstruction", "nan/final")]

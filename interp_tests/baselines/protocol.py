@@ -150,7 +150,7 @@ class AutoOutcome:
     says: str  # the test used, what it assumes, and its verdict, in words
 
 
-NUMERICAL_ZERO = 1e-6  # a paired difference within 1e-6 (relative) of 0 is 0: the precision every value is checked to
+NUMERICAL_ZERO = 1e-6  # a paired difference within 1e-6 of the value (relative) of 0 is 0: the precision every value is checked to
 
 
 def auto_comparison(verdict: Verdict, recorded: Value, recorded_interval: tuple[float, float] | None, fallback: Tolerance) -> AutoOutcome:
@@ -166,11 +166,12 @@ def auto_comparison(verdict: Verdict, recorded: Value, recorded_interval: tuple[
     observed = verdict.observed
     if verdict.paired is not None:
         ref, lo, hi = verdict.paired
-        floor = NUMERICAL_ZERO * max(1.0, abs(ref))  # identical SAEs differ by float rounding (about 1e-10), not by a drift
+        floor = NUMERICAL_ZERO * abs(ref) + 1e-12  # identical SAEs differ by float rounding (about 1e-10 of the value), not by a drift
         ok = lo <= floor and hi >= -floor
         delta = float(observed) - ref if isinstance(observed, (int, float)) else None
+        verdict_words = ("includes 0: within noise" if lo <= 0.0 <= hi else "is within float rounding (1e-6 of the value) of 0: no drift") if ok else "excludes 0: a drift beyond noise"
         says = (f"auto, paired bootstrap over the same units: 95% CI of the difference [{lo:+.4g}, {hi:+.4g}] "
-                f"{'includes 0: within noise' if ok else 'excludes 0: a drift beyond noise'} (reference {fmt(ref)} measured in this run)")
+                f"{verdict_words} (reference {fmt(ref)} measured in this run)")
         return AutoOutcome(ok, ref, delta, (lo, hi), says)
     if verdict.interval is not None and isinstance(observed, (int, float)) and isinstance(recorded, (int, float)) and math.isfinite(float(recorded)):
         se_c = (verdict.interval[1] - verdict.interval[0]) / (2 * Z95)

@@ -108,7 +108,7 @@ from interp_tests.compute.memory import peak_rss, reset_peak, rss
 torch.set_num_threads({threads})
 model = gpt2_small_shaped()
 paths = sorted(str(p) for p in Path({root!r}).glob("candidate-*"))
-reset_peak()  # the peak from here: the model and the libraries are resident already
+assert reset_peak(), "cannot reset the peak (/proc/self/clear_refs)"  # the peak from here: the model and libraries are resident
 before = rss()
 start = time.perf_counter()
 results = interp_tests.evaluate(Path({root!r}) / "sweep.yaml", saes=paths, model=model, dtype="float32", memory={budget})

@@ -38,7 +38,7 @@ def corpus_stats(engine: SaeEngine, corpus: Corpus, *, loss: bool = False, legac
     forward per batch serves every hook."""
     key = corpus_key(corpus)
     cached: CorpusStats | None = engine.corpus_cache.get(key)
-    if cached is None or (loss and not cached.predictions):
+    if cached is None or (loss and not cached.predictions and not cached.error):
         peers = [p for p in (engine.corpus_peers(key) if engine.corpus_peers is not None else []) if p is not engine and key not in p.corpus_cache]
         engines = [engine, *peers]
         references = {id(e.reference_engine): e.reference_engine for e in engines if e.pair and e.reference_engine is not None}
@@ -133,6 +133,8 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
             pred_unit = torch.repeat_interleave(torch.arange(n_units), torch.tensor(batch.counts)).to(keep.device) if loss and per_window else None
             x_parts: dict[str, Any] = {}  # per hook: the windows' sums of the activations alone, shared by its SAEs
             seen_tokens += int(keep.sum())
+            if all(stats.error for stats in all_stats):
+                break  # every SAE of the pass went non-finite: nothing left to compute
             for engine, stats in zip(engines, all_stats):
                 if stats.error:
                     continue
@@ -142,7 +144,7 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
                 feats, x_hat = encode_and_decode(engine.sae, x_in, engine.encode_tokens)
                 # a NaN or inf in feats always reaches x_hat (inf * 0 is NaN), so x_hat's check covers it: on
                 # [n, d_sae], isfinite().all() cost more than the encode
-                if not torch.isfinite(x).all():
+                if not (torch.isfinite(x).all() and (x_in is x or torch.isfinite(x_in).all())):
                     raise CaseError(f"non-finite values (NaN or inf) in the model's activations at {hook} on {corpus.describe()}: check the model and --interp-dtype")
                 if not torch.isfinite(x_hat).all():
                     stats.error = f"non-finite values (NaN or inf) in the SAE {engine.label}'s output on {corpus.describe()}: check its weights and --interp-dtype"
@@ -159,7 +161,7 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
             now = time.perf_counter()
             if progress is not None and now - last >= PROGRESS_EVERY_S:
                 last = now
-                done = all_stats[0].tokens
+                done = seen_tokens
                 progress(f"interp-tests: {corpus.describe()} on {', '.join(e.label for e in engines)}: {done:,} tokens, {done / (now - start):,.0f} tokens/s")
     if seen_tokens == 0:
         raise CaseError(f"{corpus.describe()} has no tokens: the source holds no documents")

@@ -72,11 +72,12 @@ def detect(path: Path) -> str:
 
 
 def looks_like_checkpoint(path: Path) -> bool:
-    """Whether a directory holds the files of a checkpoint format (and no case file): no file is read."""
+    """Whether a directory holds the files of a checkpoint format and nothing pytest collects (no case file, no
+    Python file): no file is read."""
     if not path.is_dir():
         return False
     names = {p.name for p in path.iterdir()}
-    if any(n.endswith((".yaml", ".yml")) for n in names):
+    if any(n.endswith((".yaml", ".yml", ".py")) for n in names):
         return False
     return any(all(f in names for f in files) for files in SIGNATURES.values())
 

@@ -42,10 +42,10 @@ class Calibrated:
     def half_width(self) -> float:
         return (self.interval[1] - self.interval[0]) / 2
 
-    def tokens_for_half_width(self) -> int:
+    def tokens_for_half_width(self) -> int | None:
         return budget(self.tokens, self.half_width, self.drift)
 
-    def tokens_to_detect_unpaired(self) -> int:
+    def tokens_to_detect_unpaired(self) -> int | None:
         return budget(self.tokens, (Z95 + Z80) * math.sqrt(2) * self.half_width / Z95, self.drift)
 
     def tokens_to_detect_paired(self) -> int | None:
@@ -58,10 +58,11 @@ class Calibrated:
         return out
 
 
-def budget(tokens: int, spread: float, drift: float) -> int:
-    """Tokens at which `spread` (measured at `tokens`, shrinking as 1/sqrt(tokens)) equals `drift`."""
-    if drift <= 0 or not math.isfinite(spread):
-        return 0
+def budget(tokens: int, spread: float, drift: float) -> int | None:
+    """Tokens at which `spread` (measured at `tokens`, shrinking as 1/sqrt(tokens)) equals `drift`; None when
+    that is undefined (a drift of 0, as 1% of an observed 0, or a spread that is not finite)."""
+    if not drift > 0 or not math.isfinite(spread) or not math.isfinite(drift):
+        return None
     return max(1, math.ceil(tokens * (spread / drift) ** 2))
 
 

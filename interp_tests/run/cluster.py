@@ -61,9 +61,26 @@ def host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+TOKEN_MODE_SET_HERE: list[bool] = []  # [True] while this process runs in token mode because a join here turned it on
+
+
+def restore_auth_mode() -> None:
+    """Undo the token mode a join turned on (Ray sets RAY_AUTH_MODE in os.environ for the process and its
+    children): the next connection of this process asks its own cluster again."""
+    if TOKEN_MODE_SET_HERE:
+        TOKEN_MODE_SET_HERE.clear()
+        os.environ.pop("RAY_AUTH_MODE", None)
+        try:
+            from ray._raylet import Config  # type: ignore[attr-defined]
+
+            Config.initialize("")  # Ray caches the mode: re-read it, as Ray does when it turns the mode on
+        except (ImportError, AttributeError):
+            pass
+
+
 def connect(address: str) -> bool:
     """Start (local) or join (auto, HOST:PORT, ray://HOST:PORT) a Ray cluster; True when this call connected
-    (and so the run disconnects at its end), False when the process was connected already.
+    (and so the run disconnects at its end, `ClusterRun.close`), False when the process was connected already.
     An address where nothing answers is one ClusterError within CONNECT_TIMEOUT_S, before Ray is asked."""
     import logging
 
@@ -79,10 +96,9 @@ def connect(address: str) -> bool:
     if address == "auto" and not os.environ.get("RAY_ADDRESS") and _local_cluster() is None:
         raise ClusterError("--interp-ray auto: no running Ray cluster found (RAY_ADDRESS is not set and no `ray start --head` runs here); give HOST:PORT, or local")
     ray = ray_module()
-    if target is not None and not address.startswith("ray://") and not ray.is_initialized():
-        _match_auth_mode(address, target)
     if ray.is_initialized():
         return False  # the caller's own connection (a notebook's ray.init()): used, and left open
+    token_on = target is not None and not address.startswith("ray://") and _match_auth_mode(address, target)
     kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
     try:
         if address == "local":
@@ -90,6 +106,8 @@ def connect(address: str) -> bool:
         else:
             ray.init(address=address, **kwargs)
     except Exception as exc:  # Ray's own connection errors: one line
+        if token_on:
+            restore_auth_mode()
         hint = "" if os.environ.get("RAY_AUTH_MODE") else (
             "; a cluster with token authentication (the default of `ray start` since Ray 2.59) needs RAY_AUTH_MODE=token "
             "and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) in this environment too"
@@ -116,8 +134,9 @@ def cluster_wants_token(target: tuple[str, int]) -> bool | None:
         from ray.exceptions import AuthenticationError
     except ImportError:  # Ray before token authentication (2.59)
         return None
+    host = f"[{target[0]}]" if ":" in target[0] else target[0]  # an IPv6 address keeps its brackets
     try:
-        client = GcsClient(address=f"{target[0]}:{target[1]}", cluster_id="0" * 56)
+        client = GcsClient(address=f"{host}:{target[1]}", cluster_id="0" * 56)
         client.internal_kv_get(b"interp-tests-probe", None, timeout=CONNECT_TIMEOUT_S)
     except AuthenticationError as exc:
         text = str(exc)
@@ -127,23 +146,25 @@ def cluster_wants_token(target: tuple[str, int]) -> bool | None:
     return False
 
 
-def _match_auth_mode(address: str, target: tuple[str, int]) -> None:
+def _match_auth_mode(address: str, target: tuple[str, int]) -> bool:
     """Join a cluster with the authentication it uses. Ray's `auto` turns token authentication on whenever a
     token file exists here, and an explicit address never does; both are wrong for some clusters (a head
     started before the token existed, `ray.cluster_utils.Cluster`, a `ray start` with the token on). So ask
     the cluster: a cluster that wants the token gets it (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
     ~/.ray/auth_token, as Ray reads it), one that does not is joined without it."""
     if os.environ.get("RAY_AUTH_MODE") or not cluster_wants_token(target):
-        return  # the mode the user set, or a cluster without authentication: Ray's explicit-address join
+        return False  # the mode the user set, or a cluster without authentication: Ray's explicit-address join
     try:
         from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
     except ImportError:
-        return
-    if not maybe_enable_token_auth_if_token_available(warn_if_disabled=False):
+        return False
+    if not maybe_enable_token_auth_if_token_available(warn_if_disabled=False):  # sets RAY_AUTH_MODE=token (os.environ)
         raise ClusterError(
             f"--interp-ray {address}: the cluster uses Ray's token authentication and no token is here: set RAY_AUTH_TOKEN "
             "(or RAY_AUTH_TOKEN_PATH) to the cluster's token (`ray get-auth-token` on its head prints it)"
         )
+    TOKEN_MODE_SET_HERE.append(True)
+    return True
 
 
 # ----------------------------------------------------------------------------- shipping files
@@ -445,6 +466,7 @@ class ClusterRun:
         ray = ray_module()
         if self.owns_connection and ray.is_initialized():
             ray.shutdown()
+            restore_auth_mode()
 
     def prefetch(self, keys: list[TargetKey]) -> list[str]:
         """--interp-prefetch through the cluster: every node loads (and caches) every target, one task per node."""

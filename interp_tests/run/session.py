@@ -328,6 +328,11 @@ class Session:
 
         try:
             reference_sae = self.registry.sae(reference)
+        except InterpTestsError as exc:
+            engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
+            self.missing_references.setdefault(reference.label, str(exc))
+            return
+        try:
             key = (reference, engine.hooks.hook, id(engine.hooks.shared))  # one reference engine for all its candidates
             if key not in self.reference_engines:
                 ref_engine = SaeEngine(engine.hooks, reference_sae, reference.label, ref=reference, out_hook=output_hook(reference_sae))
@@ -339,7 +344,6 @@ class Session:
             engine.matching = self.matchings.get((reference, engine.ref), lambda: match_features(reference_sae, engine.sae))
         except InterpTestsError as exc:
             engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
-            self.missing_references.setdefault(reference.label, str(exc))
 
     def unused_candidates(self) -> bool:
         """True (and a line that says so) for each `--interp-sae HOOK=SPEC` that replaced no SAE in a run that
@@ -475,8 +479,9 @@ class Session:
 
     def _log_pass(self, corpus: Any, engines: list[SaeEngine], all_stats: list[Any]) -> None:
         """One line per corpus pass, naming every SAE it served (one pass serves them all)."""
-        stats = all_stats[0]
+        stats = next((s for s in all_stats if not s.error), all_stats[0])
         names = [e.checkpoint or e.label for e in engines]
+        broken = [n for n, s in zip(names, all_stats) if s.error]
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         loss = sum(1 for s in all_stats if s.predictions)
         self.passes.append(
@@ -484,6 +489,7 @@ class Session:
             f"{stats.content_hash[:12]}), {stats.seconds:.1f} s, {stats.tokens_per_second:,.0f} tokens/s"
             + (f" for {len(engines)} SAEs" if len(engines) > 1 else "")
             + ((", with the loss forwards" if loss == len(all_stats) else f", with the loss forwards for {loss}") if loss else "")
+            + (f"; non-finite output, left the pass: {', '.join(broken[:8])}" if broken else "")
         )
 
 
