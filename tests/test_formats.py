@@ -362,3 +362,22 @@ def test_a_checkpoint_of_another_model_is_refused_before_any_forward(tmp_path: P
     results = interp_tests.evaluate(path)
     errors = {c["error"] for c in results.document["cases"]}
     assert len(errors) == 1 and "was trained on 'gemma-2-2b' (its config says), and the case file's model is 'tiny-stdlib'" in errors.pop()
+
+
+def test_a_checkpoints_size_is_known_before_loading_in_every_format(same_weights: dict[str, Path], tmp_path: Path) -> None:
+    """The memory budget's load groups need each checkpoint's size before it loads: within a few percent of
+    what the loaded SAE's parameters take, in every format (Gemma Scope's params.npz included)."""
+    import numpy as np
+
+    from interp_tests.compute.memory import checkpoint_bytes
+
+    for fmt, path in same_weights.items():
+        loaded = sum(p.numel() * p.element_size() for p in load(path).parameters())
+        told = checkpoint_bytes(path, "float32")
+        assert told is not None and abs(told - loaded) <= 0.05 * loaded, (fmt, told, loaded)
+        assert checkpoint_bytes(path, "bfloat16") == pytest.approx(told / 2, rel=0.05)
+    gemma = tmp_path / "gemma"
+    gemma.mkdir()
+    np.savez(gemma / "params.npz", **gemma_scope_params(64, 256))
+    told = checkpoint_bytes(gemma, "float32")
+    assert told is not None and abs(told - (2 * 64 * 256 + 256 * 2 + 64) * 4) <= 0.05 * told

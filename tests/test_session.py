@@ -220,3 +220,35 @@ def test_loadgroup_groups_a_case_by_its_model_whatever_its_id_or_path(pytester: 
     assert scheduler._split_scope("tests/test_x.py::test_y@g") == "g"
     assert scheduler._split_scope("tests/test_x.py::test_y") == "tests/test_x.py::test_y"
     assert scheduler._split_scope("missing.yaml::x") == "missing.yaml::x"
+
+
+def test_a_remembered_failure_holds_none_of_its_callers_locals() -> None:
+    """A model or SAE that fails to load fails every case that needs it, from one remembered error. Re-raising
+    one exception object would chain each caller's frames onto its traceback, and with them their locals: a
+    sweep whose reference does not load kept every candidate's weights alive (a load group's budget then held
+    nothing back). Each caller gets a copy, without the frames of the others."""
+    import gc
+    import weakref
+
+    from interp_tests.common.errors import LoadError
+    from interp_tests.common.memo import Memo
+
+    memo: Memo[int] = Memo()
+
+    def fail() -> int:
+        raise LoadError("cannot load SAE: gone")
+
+    class Weights:
+        pass
+
+    def caller() -> weakref.ref[Weights]:
+        weights = Weights()  # a candidate's SAE, local to the frame that asks for the reference
+        try:
+            memo.get("reference", fail)
+        except LoadError as exc:
+            assert str(exc) == "cannot load SAE: gone"
+        return weakref.ref(weights)
+
+    refs = [caller() for _ in range(3)]
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -13,7 +14,10 @@ V = TypeVar("V")
 
 @dataclass
 class Memo(Generic[V]):
-    """`get(key, build)` builds a value once per key; an `InterpTestsError` from `build` is kept and re-raised."""
+    """`get(key, build)` builds a value once per key; an `InterpTestsError` from `build` is kept and re-raised.
+
+    The kept error holds no traceback, and each user gets a copy: re-raising one object would chain every
+    caller's frames onto it, and with them their locals (a sweep's SAEs, which then never leave memory)."""
 
     values: dict[Hashable, V | InterpTestsError] = field(default_factory=dict)
 
@@ -22,10 +26,11 @@ class Memo(Generic[V]):
             try:
                 self.values[key] = build()
             except InterpTestsError as exc:
-                self.values[key] = exc
+                exc.__context__ = exc.__cause__ = None
+                self.values[key] = exc.with_traceback(None)
         got = self.values[key]
         if isinstance(got, InterpTestsError):
-            raise got
+            raise copy.copy(got) from None
         return got
 
     def __contains__(self, key: Hashable) -> bool:

@@ -42,6 +42,25 @@ def weights_bytes(weights: Path, dtype: str) -> int | None:
     return total
 
 
+def checkpoint_bytes(directory: Path, dtype: str) -> int | None:
+    """Bytes a local checkpoint's weights take once loaded in `dtype`, before loading, in any format: a
+    safetensors file from its header (SAELens's `sae_weights.safetensors`, sparsify's `sae.safetensors`); a
+    dictionary_learning `ae.pt` or a Gemma Scope `params.npz` from the file's size (both store float32)."""
+    from ..common.files import is_regular_file
+
+    for name in ("sae_weights.safetensors", "sae.safetensors"):
+        if (directory / name).exists():
+            return weights_bytes(directory / name, dtype)
+    for name in ("ae.pt", "params.npz"):
+        path = directory / name
+        if is_regular_file(path):
+            try:
+                return path.stat().st_size * DTYPE_BYTES.get(dtype, 4) // 4
+            except OSError:
+                return None
+    return None
+
+
 def proc_status(field: str) -> int | None:
     """A `kB` field of /proc/self/status in bytes (VmRSS, VmHWM), or None off Linux."""
     try:

@@ -172,18 +172,18 @@ class Session:
         return default_budget(self.registry.device)
 
     def sae_bytes(self, ref: SaeRef) -> int:
-        """What an SAE's weights take once loaded in this run's dtype, read from its weights file's header before
-        loading (0 when that cannot be told, for registry SAEs from the hub: they count once loaded)."""
-        from ..compute.memory import weights_bytes
+        """What an SAE's weights take once loaded in this run's dtype, read before loading from its weights file
+        in any format (`memory.checkpoint_bytes`; 0 when that cannot be told, for registry SAEs from the hub)."""
+        from ..compute.memory import checkpoint_bytes
         from ..compute.registry import BUNDLED_DIR, BUNDLED_RELEASES
 
         if ref.path is not None:
-            weights = on_this_node(ref.path) / "sae_weights.safetensors"
+            directory = on_this_node(ref.path)
         elif ref.release in BUNDLED_RELEASES:
-            weights = BUNDLED_DIR / str(ref.release) / str(ref.id) / "sae_weights.safetensors"
+            directory = BUNDLED_DIR / str(ref.release) / str(ref.id)
         else:
             return 0
-        return weights_bytes(weights, self.options.dtype) or 0
+        return checkpoint_bytes(directory, self.options.dtype) or 0
 
     def schedule(self, keys: list[TargetKey]) -> dict[TargetKey, int]:
         """Split each model's SAEs into load groups whose weights fit the memory budget (the reference SAEs,
