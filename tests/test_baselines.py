@@ -80,7 +80,10 @@ def test_two_checks_of_one_kind_get_unique_junit_names(pytester: pytest.Pytester
     pytester.runpytest(f"--junitxml={xml}").assert_outcomes(passed=2)
     case = next(tc for tc in ET.parse(xml).getroot().iter("testcase") if tc.get("name", "").startswith("odd"))
     names = [p.get("name") for p in case.iter("property")]
-    assert names == ["l0[0].observed", "l0[1].observed", "mse.observed", "interp.checkpoint", "interp.checkpoint_path"], names
+    assert names == [
+        "l0[0].observed", "l0[0].ci_low", "l0[0].ci_high", "l0[1].observed", "l0[1].ci_low", "l0[1].ci_high",
+        "mse.observed", "mse.ci_low", "mse.ci_high", "interp.checkpoint", "interp.checkpoint_path",
+    ], names
     assert len({p.get("value") for p in case.iter("property") if p.get("name", "").startswith("l0")}) == 1  # the same l0, twice
 
 

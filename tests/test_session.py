@@ -53,7 +53,12 @@ def test_every_observed_value_is_a_junit_property(pytester: pytest.Pytester) -> 
     xml = pytester.path / "j.xml"
     pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={xml}")
     props = _props(xml)["case-0"]
-    assert sorted(props) == ["explained_variance.observed", "fires.observed", "interp.checkpoint", "interp.checkpoint_path", "l0.observed", "silent.observed"]  # nothing internal
+    assert sorted(props) == [  # nothing internal; the dataset-level values' 95% intervals over the texts beside them
+        "explained_variance.ci_high", "explained_variance.ci_low", "explained_variance.observed", "fires.observed", "interp.checkpoint",
+        "interp.checkpoint_path", "l0.ci_high", "l0.ci_low", "l0.observed", "silent.observed",
+    ]
+    for name in ("explained_variance", "l0"):
+        assert float(props[f"{name}.ci_low"]) <= float(props[f"{name}.observed"]) <= float(props[f"{name}.ci_high"])
     assert props["interp.checkpoint"] == props["interp.checkpoint_path"] == "tiny-stdlib-res/blocks.1.hook_resid_pre"  # which checkpoint ran
     # each value is the one an independent computation gives (tests/test_metrics.py checks every check kind so)
     import torch

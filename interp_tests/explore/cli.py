@@ -145,7 +145,7 @@ def build_parser() -> Parser:
     p.add_argument("--transformer-lens", action="store_true", help=TRANSFORMER_LENS_HELP)
 
     p = sub.add_parser(
-        "calibrate", formatter_class=fmt, help="what tolerance a token budget supports: each value's 95% interval, and the tokens a drift needs",
+        "calibrate", formatter_class=fmt, help="what tolerance a token budget supports: each value's 95%% interval, and the tokens a drift needs",
         description=paragraph(
             "Runs the case file's checks that have an interval (explained variance, MSE, cosine, L0, dead and dense "
             "fraction, density, CE loss score, delta loss, KL) and prints each value with its 95% interval at the "
