@@ -479,9 +479,12 @@ class Session:
 
     def _log_pass(self, corpus: Any, engines: list[SaeEngine], all_stats: list[Any]) -> None:
         """One line per corpus pass, naming every SAE it served (one pass serves them all)."""
-        stats = next((s for s in all_stats if not s.error), all_stats[0])
         names = [e.checkpoint or e.label for e in engines]
         broken = [n for n, s in zip(names, all_stats) if s.error]
+        if len(broken) == len(names):
+            self.passes.append(f"interp-tests: corpus pass on {', '.join(names[:8])} stopped: the output of every SAE went non-finite")
+            return
+        stats = next(s for s in all_stats if not s.error)
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         loss = sum(1 for s in all_stats if s.predictions)
         self.passes.append(
