@@ -44,30 +44,40 @@ class FixedWindows:
 
 
 def windows_of(model: Any, tokens: int) -> list[Any]:
+    """Full windows of the held-out corpus, about `tokens` of them, in whole batches of BATCH_PROMPTS (or one
+    smaller batch): run_evals reads whole batches, cycling its dataset to fill the last one, and would then
+    evaluate more windows than ours."""
     from ..cases.schema import CorpusSpec
     from ..compute.corpus import Corpus
 
     corpus = Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=tokens * 2, context=CONTEXT), Path("."), "heldout")
     full = [w for w in corpus.windows(model) if len(w.ids) == CONTEXT]
-    return full[: max(1, math.ceil(tokens / (CONTEXT - 1)))]
+    n = max(1, tokens // (CONTEXT - 1))
+    if n >= BATCH_PROMPTS:
+        n -= n % BATCH_PROMPTS
+    return full[:n]
 
 
 def saelens_evals(model: Any, sae: Any, rows: list[Any]) -> dict[str, Any]:
-    """SAELens's run_evals on exactly these windows: EV, L0, CE loss score and KL."""
+    """SAELens's run_evals on exactly these windows (whole batches of them: the tokens it reports evaluating are
+    checked): EV, L0, CE loss score and KL."""
     import torch
     from datasets import Dataset
     from sae_lens import ActivationsStore
     from sae_lens.evals import EvalConfig, run_evals
     from sae_lens.training.activation_scaler import ActivationScaler
 
+    prompts = min(BATCH_PROMPTS, len(rows))
     dataset = Dataset.from_dict({"tokens": [list(w.ids) for w in rows]})
     store = ActivationsStore.from_sae(model, sae, dataset=dataset, streaming=False, context_size=CONTEXT,
-                                      store_batch_size_prompts=BATCH_PROMPTS, n_batches_in_buffer=1, device=str(model.cfg.device))
-    batches = math.ceil(len(rows) / BATCH_PROMPTS)
-    config = EvalConfig(batch_size_prompts=BATCH_PROMPTS, n_eval_reconstruction_batches=batches, n_eval_sparsity_variance_batches=batches,
+                                      store_batch_size_prompts=prompts, n_batches_in_buffer=1, device=str(model.cfg.device))
+    batches = math.ceil(len(rows) / prompts)
+    config = EvalConfig(batch_size_prompts=prompts, n_eval_reconstruction_batches=batches, n_eval_sparsity_variance_batches=batches,
                         compute_kl=True, compute_ce_loss=True, compute_sparsity_metrics=True, compute_variance_metrics=True)
     with torch.inference_mode():
         metrics, _ = run_evals(sae, store, model, ActivationScaler(), config)
+    evaluated = {v for group in metrics.values() if isinstance(group, dict) for k, v in group.items() if k.startswith("total_tokens_eval")}
+    assert evaluated == {len(rows) * CONTEXT}, f"run_evals evaluated {evaluated} tokens, not the {len(rows)} windows of {CONTEXT} given"
     return metrics
 
 
@@ -101,16 +111,17 @@ def test_corpus_metrics_against_run_evals(benchmark: Any, bench_env: BenchEnv, p
     width, tokens = (1024, 256) if smoke else (WIDTH, TOKENS)
     layers = SCENARIOS[scenario][:2] if smoke else SCENARIOS[scenario]
     model = gpt2_small_shaped()
-    shared = ModelCache(model, batch_tokens=BATCH_PROMPTS * CONTEXT)
+    rows = windows_of(model, tokens)
+    corpus = FixedWindows(rows)
+    batch_tokens = min(BATCH_PROMPTS, len(rows)) * CONTEXT  # the same batches as run_evals's
+    shared = ModelCache(model, batch_tokens=batch_tokens)
     engines = []
     for i, layer in enumerate(layers):
         hook = f"blocks.{layer}.hook_resid_pre"
         sae = random_sae(model.cfg.d_model, width, hook, seed=i)
         calibrate(sae, hook_acts(model, hook, 256, seed=i + 1), GPT2_SAE_L0)
         sae.cfg.metadata.context_size = CONTEXT
-        engines.append(SaeEngine(HookCache(model, hook, BATCH_PROMPTS * CONTEXT, shared=shared), sae, f"{hook}#{i}"))
-    rows = windows_of(model, tokens)
-    corpus = FixedWindows(rows)
+        engines.append(SaeEngine(HookCache(model, hook, batch_tokens, shared=shared), sae, f"{hook}#{i}"))
     found: dict[str, Any] = {}
 
     def ours() -> None:
