@@ -138,6 +138,7 @@ import json, sys
 import interp_tests
 first = interp_tests.evaluate(sys.argv[1], ray=sys.argv[2], offline=True)
 second = interp_tests.evaluate(sys.argv[1], ray=sys.argv[3], offline=True)
+print([str(f) for f in second.failures()][:2], file=sys.stderr)
 print(json.dumps([first.document["run"]["passed"], second.document["run"]["passed"], [p for p in first.problems + second.problems]]))
 """
 
@@ -187,7 +188,7 @@ def test_a_head_with_token_authentication_is_joined_by_host_and_port(cluster: An
         mini.write_text((ROOT / "cases" / "tiny-stdlib.yaml").read_text().split("cases:")[0] + "cases:\n  - id: sparse\n    on: functions\n    expect:\n      - l0: {max: 1000}\n")
         both = subprocess.run([sys.executable, "-c", TWO_JOINS, str(mini), address, cluster.address], capture_output=True, text=True, timeout=600, env=driver_env())
         assert both.returncode == 0, both.stderr[-3000:]
-        assert json.loads(both.stdout.strip().splitlines()[-1]) == [1, 1, []]
+        assert json.loads(both.stdout.strip().splitlines()[-1]) == [1, 1, []], both.stderr[-2000:]
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:

@@ -71,9 +71,10 @@ def restore_auth_mode() -> None:
         TOKEN_MODE_SET_HERE.clear()
         os.environ.pop("RAY_AUTH_MODE", None)
         try:
-            from ray._raylet import Config  # type: ignore[attr-defined]
+            from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
-            Config.initialize("")  # Ray caches the mode: re-read it, as Ray does when it turns the mode on
+            Config.initialize("")  # Ray caches the mode and the token: re-read both, as Ray does when it turns the mode on
+            AuthenticationTokenLoader.instance().reset_cache()
         except (ImportError, AttributeError):
             pass
 
