@@ -257,3 +257,23 @@ def test_a_remembered_failure_holds_none_of_its_callers_locals() -> None:
     refs = [caller() for _ in range(3)]
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
+
+
+def test_a_remembered_failure_is_given_as_the_same_error_whatever_its_constructor() -> None:
+    """Each caller gets an error of the same class, message and attributes, also for errors whose constructor
+    takes other arguments than their message (a case file's list of problems)."""
+    from interp_tests.common.errors import CaseFileError
+    from interp_tests.common.memo import Memo
+
+    memo: Memo[int] = Memo()
+
+    def fail() -> int:
+        raise CaseFileError(["a.yaml:3: target: missing", "a.yaml:9: cases[0]: unknown key"])
+
+    seen = []
+    for _ in range(2):
+        with pytest.raises(CaseFileError) as info:
+            memo.get("file", fail)
+        seen.append(info.value)
+    assert seen[0] is not seen[1]
+    assert all(str(e) == "a.yaml:3: target: missing\na.yaml:9: cases[0]: unknown key" and e.problems == ["a.yaml:3: target: missing", "a.yaml:9: cases[0]: unknown key"] for e in seen)

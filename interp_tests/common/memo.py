@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -30,7 +29,7 @@ class Memo(Generic[V]):
                 self.values[key] = exc.with_traceback(None)
         got = self.values[key]
         if isinstance(got, InterpTestsError):
-            raise copy.copy(got) from None
+            raise fresh_copy(got) from None
         return got
 
     def __contains__(self, key: Hashable) -> bool:
@@ -43,3 +42,11 @@ class Memo(Generic[V]):
     def built(self) -> list[V]:
         """The values built so far (failures left out)."""
         return [v for v in self.values.values() if not isinstance(v, InterpTestsError)]
+
+
+def fresh_copy(exc: InterpTestsError) -> InterpTestsError:
+    """The same error (class, message, attributes) as a new object without a traceback; its __init__ is not
+    called again (some take other arguments than their message)."""
+    fresh = type(exc).__new__(type(exc), *exc.args)
+    fresh.__dict__.update(exc.__dict__)
+    return fresh
