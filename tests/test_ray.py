@@ -150,7 +150,7 @@ def test_a_head_with_token_authentication_is_joined_by_host_and_port(cluster: An
     joins this cluster and then one without authentication (`cluster`) reaches both."""
     from ray.util import get_node_ip_address
 
-    from interp_tests.run.cluster import cluster_wants_token, host_port
+    from interp_tests.run.ray_connect import cluster_wants_token, host_port
 
     port = free_port()
     env = driver_env(RAY_AUTH_MODE="token")

@@ -77,6 +77,10 @@ def evaluate(cases: Any, saes: Any = None, model: Any = None, **options: Any) ->
         session.registry.injected_model = model
     plans = [plan for spec, path in _case_files(cases) for _, plan in case_plans(session, spec, path)]
     try:
+        if session.options.ray is not None:
+            from ..run.cluster import join
+
+            join(session)
         for i in session.prepare(plans):
             try:
                 record = session.run_plan(plans[i])

@@ -116,12 +116,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def _join_cluster(config: pytest.Config) -> None:
     """--interp-ray: refused with xdist (Ray spreads the work; xdist would start a driver per worker), else the
     cluster is started or joined now, so that a wrong address fails before collection, in one line."""
-    from ..run.cluster import ClusterError
+    from ..run.cluster import join
+    from ..run.ray_connect import ClusterError
 
     if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
         raise pytest.UsageError("--interp-ray spreads the cases over the Ray cluster; drop -n (pytest-xdist), which cannot be combined with it")
     try:
-        config.stash[STATE].connect_cluster()
+        join(config.stash[STATE])
     except ClusterError as exc:
         raise pytest.UsageError(str(exc)) from None
 

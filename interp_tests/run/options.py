@@ -63,7 +63,7 @@ def gigabytes(value: str) -> float:
 
 
 def ray_address(value: str) -> str:
-    from .cluster import ClusterError, host_port
+    from .ray_connect import ClusterError, host_port
 
     try:
         host_port(value)

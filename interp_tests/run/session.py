@@ -79,7 +79,7 @@ class Session:
     group_peaks: dict[tuple[str, int], int | None] = field(default_factory=dict)  # (model, group) -> peak resident bytes
     held: dict[str, int] = field(default_factory=dict)  # model -> the load group whose SAEs are loaded
     budget: int | None = None
-    cluster: Any = None  # a cluster.ClusterRun under --interp-ray: the cases run in its tasks
+    cluster: Any = None  # a cluster.ClusterRun under --interp-ray (set by `cluster.join`): the cases run in its tasks
     pair: bool = False  # tolerance auto somewhere: a candidate's reference is measured on the same windows
 
     def __post_init__(self) -> None:
@@ -376,19 +376,10 @@ class Session:
             models = list(dict.fromkeys(plan.target.model for plan in plans))
             order.sort(key=lambda i: (models.index(plans[i].target.model), groups[plans[i].target]))
         if self.options.ray is not None:  # every load group becomes a task now: the cluster works while the items wait
-            self.connect_cluster()
+            if self.cluster is None:
+                raise InterpTestsError("--interp-ray: the session has not joined its cluster (run.cluster.join) before planning")
             self.cluster.submit([plans[i] for i in order])
         return order
-
-    def connect_cluster(self) -> None:
-        """Start or join the Ray cluster of --interp-ray (once); ClusterError when it cannot be used."""
-        if self.cluster is None:
-            from .cluster import ClusterRun
-
-            o = self.options
-            cluster = ClusterRun(self, str(o.ray), cpus=o.ray_cpus, retries=o.ray_retries, ship_limit_bytes=int(o.ray_ship_mb * 1e6))
-            cluster.start()
-            self.cluster = cluster
 
     def close(self) -> None:
         """Leave the cluster (cancelling what is still running) at the end of a run."""
