@@ -201,11 +201,7 @@ def resampled(sums: UnitSums, name: str, counts: torch.Tensor, **params: Any) ->
         rare = ((windows_fired > 0) & (windows_fired < ALIVE_WINDOWS)).nonzero().flatten()
         dead = torch.full((c.shape[0],), float(dead_everywhere), dtype=torch.float64)
         if rare.numel():
-            index = torch.full((sums.d_sae,), -1, dtype=torch.int64)
-            index[rare] = torch.arange(rare.numel())
-            mine = index[feature] >= 0
-            hits = torch.zeros(sums.units, rare.numel(), dtype=torch.float64)
-            hits[unit[mine], index[feature[mine]]] = 1.0
+            hits = unit_by_feature(sums, unit, feature, torch.ones_like(count), rare)
             dead += ((c @ hits) == 0).sum(-1).double()
         return dead / sums.d_sae
     if name == "dense_fraction":
@@ -223,11 +219,7 @@ def resampled(sums: UnitSums, name: str, counts: torch.Tensor, **params: Any) ->
         open_ = ((freq - above).abs() <= DENSE_MARGIN_SE * se).nonzero().flatten()
         dense = torch.full((c.shape[0],), float(settled_dense), dtype=torch.float64)
         if open_.numel():
-            index = torch.full((sums.d_sae,), -1, dtype=torch.int64)
-            index[open_] = torch.arange(open_.numel())
-            mine = index[feature] >= 0
-            per_unit = torch.zeros(sums.units, open_.numel(), dtype=torch.float64)
-            per_unit[unit[mine], index[feature[mine]]] = count[mine]
+            per_unit = unit_by_feature(sums, unit, feature, count, open_)
             dense += (((c @ per_unit) / n[:, None]) > above).sum(-1).double()
         return dense / sums.d_sae
     raise KeyError(name)
@@ -237,6 +229,19 @@ INTERVAL_CHECKS = frozenset({
     "explained_variance", "explained_variance_legacy", "mse", "cosine", "l0", "dead_fraction", "dense_fraction", "density",
     "ce_loss_score", "delta_loss", "kl_div",
 })
+
+
+def unit_by_feature(sums: UnitSums, unit: torch.Tensor, feature: torch.Tensor, values: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """[units, len(selected)] float64: the sparse (unit, feature, value) firings of the selected features,
+    dense (the few features whose resamples are counted one by one)."""
+    import torch
+
+    index = torch.full((sums.d_sae,), -1, dtype=torch.int64)
+    index[selected] = torch.arange(selected.numel())
+    mine = index[feature] >= 0
+    out = torch.zeros(sums.units, selected.numel(), dtype=torch.float64)
+    out[unit[mine], index[feature[mine]]] = values[mine]
+    return out
 
 
 def interval(sums: UnitSums, name: str, **params: Any) -> tuple[float, float] | None:
