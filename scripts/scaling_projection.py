@@ -86,9 +86,8 @@ def project(s: Shape, gpus: int) -> dict[str, float]:
     items = CHECKPOINTS * CASES_PER_CHECKPOINT
     # the units (one per GPU) finish together, so the items report after them, one after another
     driver = items * (DRIVER_COLLECT_S_PER_ITEM + DRIVER_ITEM_S + DRIVER_FILES_S_PER_ITEM)
-    return {"per_gpu": per_gpu, "group": k, "compute_s": compute, "load_s": load, "task_s": task, "driver_s": driver,
-            "wall_s": task + driver, "gpu_hours": gpus * task / 3600,
-            "flops_per_checkpoint": TOKENS * (f["sae"] + f["splice"]) + TOKENS * (f["clean"] + f["zero"]) / k}
+    return {"per_gpu": per_gpu, "compute_s": compute, "load_s": load, "task_s": task, "driver_s": driver,
+            "wall_s": task + driver, "gpu_hours": gpus * task / 3600}
 
 
 def main() -> None:
