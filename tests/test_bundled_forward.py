@@ -315,3 +315,26 @@ def test_draft_is_the_same_through_transformer_lens(capsys: pytest.CaptureFixtur
         assert a["auroc"] == b["auroc"] and a["selector"] == b["selector"]
         assert a["positive_max"] == pytest.approx(b["positive_max"], abs=1e-5) and a["negative_max"] == pytest.approx(b["negative_max"], abs=1e-5)
     assert fast["stub"] == full["stub"]  # bounds rounded with margins: the same case file
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_bundled_model_holds_its_files_weights_and_config_and_its_tokenizer_prepends_bos(dtype: str) -> None:
+    """Loaded without random initialisation first and moved only where it is not already: every weight is the
+    file's (in the dtype asked for), the config is the file's, and the tokenizer is the one TransformerLens
+    would make (add_bos_token)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from interp_tests.compute.registry import load_bundled_model
+
+    model = load_bundled_model("tiny-stdlib", "cpu", dtype)
+    want = load_file(str(MODEL_DIR / "model.safetensors"))
+    state = model.state_dict()
+    for name, tensor in want.items():
+        assert state[name].dtype == getattr(torch, dtype) and torch.equal(state[name], tensor.to(getattr(torch, dtype))), name
+    assert all(t.dtype == getattr(torch, dtype) for t in model.parameters())
+    written = json.loads((MODEL_DIR / "config.json").read_text())
+    derived = ("dtype", "tokenizer_prepends_bos")  # the dtype asked for; what TransformerLens finds the tokenizer does
+    assert {k: getattr(model.cfg, k) for k in written if k not in derived} == {k: v for k, v in written.items() if k not in derived}
+    assert model.cfg.tokenizer_prepends_bos and model.tokenizer.add_bos_token and model.to_tokens("def").tolist()[0][0] == model.tokenizer.bos_token_id
+    assert not model.training

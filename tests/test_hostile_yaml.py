@@ -124,6 +124,32 @@ def test_aliases_within_the_limit_are_shared_and_errors_below_them_point_at_the_
     assert source.line_of(("defaults", "max")) == 7
 
 
+def test_a_text_read_again_is_not_parsed_again_and_each_reader_gets_its_own_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run reads each case file at collection and at its end: the second read of the same text (at the same
+    path) costs no parse. Each reader gets values of its own, aliases still shared; another text, another
+    path or a text that fails is parsed each time."""
+    from interp_tests.cases import yaml_source
+
+    parses: list[str] = []
+    real = yaml_source._parse
+    monkeypatch.setattr(yaml_source, "_parse", lambda text, path: parses.append(text) or real(text, path))
+    text = BUNDLED_TARGET + "texts:\n  a: &t [one, two]\n  b: *t\ncases:\n  - {id: c, on: a, expect: [{l0: {max: 1}}]}\n  # read-again\n"
+    first = parse_yaml(text, PATH)
+    first.data["texts"]["a"].append("changed by its reader")
+    second = parse_yaml(text, PATH)
+    assert parses == [text]
+    assert second.data["texts"] == {"a": ["one", "two"], "b": ["one", "two"]}
+    assert second.data["texts"]["a"] is second.data["texts"]["b"]
+    assert second.lines == first.lines and second.path == PATH
+    parse_yaml(text.replace("max: 1", "max: 2"), PATH)  # the file edited
+    other = Path("cases/other.yaml")
+    assert parse_yaml(text, other).path == other
+    assert len(parses) == 3
+    for _ in range(2):
+        refused(text + "oops: [\n")
+    assert len(parses) == 5
+
+
 def test_an_aliased_list_item_has_the_line_of_the_alias() -> None:
     source = parse_yaml("a: &a {k: 1}\nb:\n  - *a\n  - x\n  - *a\n", PATH)
     assert [source.line_of(("b", i)) for i in range(3)] == [3, 4, 5]

@@ -19,10 +19,13 @@ per problem, and its cost is bounded by the file's size:
 
 from __future__ import annotations
 
+import copy
 import datetime
 import functools
 import re
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,7 +443,53 @@ def _unsupported(loc: KeyPath, node: Any, tag: str | None, line: int | None = No
 
 
 # ----------------------------------------------------------------------------- entry points
+class _ParsedTexts:
+    """The sources of texts parsed lately, by (path, text): a run reads each case file at collection and again
+    at its end (for stale baseline entries), and the YAML library, in pure Python, takes about 30 ms for a
+    5 KB file. Each caller gets its own copy of the values. Only files that parsed are kept, at most
+    `MAX_CHARS` characters of them."""
+
+    MAX_CHARS = 4 << 20
+    MAX_TEXT = 256 << 10
+
+    def __init__(self) -> None:
+        self.sources: OrderedDict[tuple[str, str], Source] = OrderedDict()
+        self.chars = 0
+        self.lock = threading.Lock()
+
+    def get(self, path: Path, text: str) -> Source | None:
+        with self.lock:
+            source = self.sources.get((str(path), text))
+            if source is None:
+                return None
+            self.sources.move_to_end((str(path), text))
+        return Source(path, copy.deepcopy(source.data), dict(source.lines))
+
+    def put(self, path: Path, text: str, source: Source) -> None:
+        if len(text) > self.MAX_TEXT:
+            return
+        with self.lock:
+            if (str(path), text) not in self.sources:
+                self.chars += len(text)
+            self.sources[(str(path), text)] = Source(path, copy.deepcopy(source.data), dict(source.lines))
+            while self.chars > self.MAX_CHARS:
+                (_, dropped), _ = self.sources.popitem(last=False)
+                self.chars -= len(dropped)
+
+
+_PARSED = _ParsedTexts()
+
+
 def parse_yaml(text: str, path: Path) -> Source:
+    """The values of a YAML text and the line of each key path; any problem is a `CaseFileError`."""
+    source = _PARSED.get(path, text)
+    if source is None:
+        source = _parse(text, path)
+        _PARSED.put(path, text, source)
+    return source
+
+
+def _parse(text: str, path: Path) -> Source:
     from ruamel.yaml.error import YAMLError
 
     _check_characters(text, path)

@@ -391,16 +391,28 @@ def load_bundled_model(name: str, device: str = "cpu", dtype: str = "float32") -
         raise LoadError(f"bundled model {name!r} is missing its weights at {root}: reinstall interp-tests or run scripts/train_tiny_stdlib.py")
     cfg = json.loads((root / "config.json").read_text())
     cfg.update(device=device, dtype=torch_dtype(dtype))
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(root / "tokenizer"))
+    # TransformerLens reloads a tokenizer without add_bos_token=True from its files: loaded so, once suffices
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(root / "tokenizer"), add_bos_token=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = HookedTransformer(HookedTransformerConfig(**cfg), tokenizer=tokenizer, move_to_device=False)
+        # every weight comes from the file (a missing one is an error below): no random initialisation first
+        model = HookedTransformer(HookedTransformerConfig(**{**cfg, "init_weights": False}), tokenizer=tokenizer, move_to_device=False)
+    model.cfg.init_weights = cfg.get("init_weights", model.cfg.init_weights)  # the config as written
     state = load_file(str(root / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
     if missing or unexpected:
         raise LoadError(f"bundled model {name!r}: weights do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.to(device, print_details=False)
-    model.to(torch_dtype(dtype), print_details=False)
+    if _placed_elsewhere(model, device, torch_dtype(dtype)):  # TransformerLens's .to walks the whole model
+        model.to(device, print_details=False)
+        model.to(torch_dtype(dtype), print_details=False)
     model.eval()
     return model
+
+
+def _placed_elsewhere(model: Any, device: str, dtype: Any) -> bool:
+    """Whether a tensor of `model` is on another device, or a floating-point one in another dtype."""
+    import torch
+
+    want = torch.device(device)
+    return any(t.device != want or (t.is_floating_point() and t.dtype != dtype) for t in (*model.parameters(), *model.buffers()))
