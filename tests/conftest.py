@@ -50,3 +50,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A run inside a test loads this project's plugin and pytest's own, not every plugin installed: loading
+    the others (xdist, pytest-benchmark, which starts `git` and `file` to name the machine, ...) cost about
+    30 ms of each of the quick loop's 180 in-process runs. The slow tests, which run xdist and the
+    benchmarks, and those marked `installed_plugins` keep every plugin installed."""
+    if request.node.get_closest_marker("slow") is None and request.node.get_closest_marker("installed_plugins") is None:
+        monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+        monkeypatch.setenv("PYTEST_PLUGINS", "interp_tests.pytest_plugin.hooks")
+    return pytester

@@ -207,6 +207,7 @@ def test_target_hook_overrides_where_activations_are_read(pytester: pytest.Pytes
     assert values["blocks.0.hook_resid_pre"][0] != pytest.approx(values[""][0], abs=1e-3)
 
 
+@pytest.mark.installed_plugins
 def test_loadgroup_groups_a_case_by_its_model_whatever_its_id_or_path(pytester: pytest.Pytester, tmp_path: Path) -> None:
     """A case id with `@` (xdist's own group separator) and a case file outside the rootdir (named from where
     pytest ran) still group by model; other tests keep xdist's rule."""
