@@ -61,4 +61,6 @@ def pytester(pytester: pytest.Pytester, request: pytest.FixtureRequest, monkeypa
     if request.node.get_closest_marker("slow") is None and request.node.get_closest_marker("installed_plugins") is None:
         monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
         monkeypatch.setenv("PYTEST_PLUGINS", "interp_tests.pytest_plugin.hooks")
+        # named so, the plugin (imported by this process already) is not rewritten, and pytest would say so
+        monkeypatch.setenv("PYTEST_ADDOPTS", "-W ignore::pytest.PytestAssertRewriteWarning")
     return pytester

@@ -126,8 +126,8 @@ def corpora_with_loss(plan: CasePlan) -> set[tuple[object, str]]:
 
 
 def corpora_with_legacy(plan: CasePlan) -> set[tuple[object, str]]:
-    """Corpus keys (spec, base) that an explained_variance_legacy check of the case reads (it needs a second pass,
-    shared by every SAE of a load group that needs one)."""
+    """Corpus keys (spec, base) that an explained_variance_legacy check of the case reads (the pass keeps its
+    inputs, or a second pass runs, shared by every SAE of a load group that needs one)."""
     return corpora_with(plan, ("explained_variance_legacy",))
 
 

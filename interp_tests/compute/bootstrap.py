@@ -10,8 +10,8 @@ another pass, and a resample's value is exactly what the pass would give on that
 
 The interval is the percentile interval (2.5% and 97.5% quantiles of the resampled values), shifted by the
 resamples' median bias (`percentile`). Approximations, each stated where it is used:
-- the legacy explained variance keeps the full corpus's mean as its centre (its per-token terms were taken
-  against it in the second pass);
+- the legacy explained variance keeps the full corpus's mean as its centre (its per-token terms are taken
+  against it once the pass knows it);
 - `dead_fraction`: a feature that fired in K or more windows counts as alive in every resample (the chance
   that a resample misses all K windows is about e^-K; K = 40);
 - `dense_fraction`: a feature whose firing frequency is more than 8 standard errors (the ratio estimator's,
@@ -85,7 +85,8 @@ class UnitSums:
         self._joined.clear()
 
     def add_legacy(self, terms: torch.Tensor, unit: torch.Tensor, n_units: int, offset: int) -> None:
-        """The legacy explained variance's per-token terms of one batch of the second pass."""
+        """The legacy explained variance's per-token terms of one batch (`offset`: its first window), in order:
+        from the inputs kept through the pass, or from the second pass."""
         import torch
 
         if offset == 0:

@@ -3,7 +3,9 @@ running sums (corpus_stats.py). With the loss statistics, that forward is the cl
 SAE adds one forward with its reconstruction spliced in from the hook's block; the zero ablation runs once
 per hook (losses.py). No pytest here.
 
-Memory is one batch: windows are read lazily, activations are dropped after each batch.
+Memory is one batch: windows are read lazily, activations are dropped after each batch; only the legacy
+explained variance, which needs the corpus mean before its per-token terms, keeps each token's activations and
+errors to the end of the pass, where they fit `LEGACY_KEEP_BYTES` (else it takes a second pass, `legacy_pass`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..common.errors import CaseError
 from .bootstrap import x_sums
 from .corpus import ContentHash, Corpus, batches
-from .corpus_stats import CorpusStats
+from .corpus_stats import CorpusStats, token_resid
 from .engine import encode_and_decode, hooks_activations, padded
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 PROGRESS_EVERY_S = 5.0
+LEGACY_KEEP_BYTES = 256 << 20  # the legacy explained variance's inputs kept through a pass, at most (else a second pass)
 REGISTRY_MIN_TOKENS = 10_000  # registry values are dataset-level: compared only on a corpus at least this large
 
 
@@ -87,6 +90,46 @@ def _targets(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> torch.
     return act[keep]
 
 
+class LegacyInputs:
+    """What the legacy explained variance needs of each batch, kept through the first pass so that it needs no
+    second one (`legacy_pass`): the activations compared at each hook (in the model's dtype, on the CPU) and
+    each SAE's per-token squared error. Kept only when the corpus's token budget makes them fit
+    `LEGACY_KEEP_BYTES`; the sums are the second pass's, term for term (`CorpusStats.legacy_terms_of`)."""
+
+    def __init__(self, engines: list[SaeEngine], corpus: Corpus) -> None:
+        key = corpus_key(corpus)
+        wanting = [e for e in engines if key in e.legacy_corpora]
+        widths = {e.target_hook: int(e.sae.W_dec.shape[-1]) for e in wanting}  # what each compares: d_in (d_out for a transcoder)
+        size = next(iter(engines[0].model.parameters())).element_size() if wanting else 0  # the activations' dtype
+        cost = int(corpus.spec.tokens) * (size * sum(widths.values()) + 8 * len(wanting))  # and each SAE's float64 errors
+        self.engines = {id(e) for e in wanting} if wanting and cost <= LEGACY_KEEP_BYTES else set()
+        self.x: dict[str, list[torch.Tensor]] = {}  # hook -> each batch's activations there
+        self.resid: dict[int, list[torch.Tensor]] = {i: [] for i in self.engines}  # id(engine) -> each batch's errors
+        self.batches: list[tuple[torch.Tensor | None, int, int]] = []  # each batch's (token -> window, windows, first window)
+
+    def add_batch(self, unit: torch.Tensor | None, n_units: int, offset: int) -> None:
+        if self.engines:
+            self.batches.append((unit.cpu() if unit is not None else None, n_units, offset))
+
+    def add(self, engine: SaeEngine, hook: str, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+        if id(engine) not in self.engines:
+            return
+        rows = self.x.setdefault(hook, [])
+        if len(rows) < len(self.batches):  # the first SAE at this hook this batch keeps its activations
+            rows.append(x.cpu())  # a tensor of its own (the rows at the tokens that count), not a view of the batch
+        self.resid[id(engine)].append(token_resid(x, x_hat).cpu())
+
+    def finish(self, engine: SaeEngine, stats: CorpusStats) -> None:
+        """Sets the legacy sum of an SAE whose inputs were kept (and whose output stayed finite)."""
+        kept = self.resid.get(id(engine))
+        if kept is None or stats.error or len(kept) != len(self.batches):
+            return
+        total = 0.0
+        for x, resid, (unit, n_units, offset) in zip(self.x[engine.target_hook], kept, self.batches):
+            total += stats.legacy_terms_of(x, resid, unit, n_units, offset)
+        stats.legacy_sum = total
+
+
 def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], progress: Progress | None, per_window: bool = True) -> list[CorpusStats]:
     """One streamed pass for SAEs on one model (`engines[0]`'s); `with_loss` holds the ids of the engines
     whose loss statistics are computed too. `per_window=False` keeps the totals only, no window's own sums
@@ -115,7 +158,8 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
         for stats in all_stats:
             stats.units = None
     hasher = ContentHash()
-    seen_tokens = 0
+    legacy = LegacyInputs(engines, corpus)
+    seen_tokens = first_window = 0
     start = last = time.perf_counter()
     with torch.inference_mode():
         for group, tokens, mask, keep in _windows_batches(lead, corpus):
@@ -133,6 +177,8 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
             pred_unit = torch.repeat_interleave(torch.arange(n_units), torch.tensor(batch.counts)).to(keep.device) if loss and per_window else None
             x_parts: dict[str, Any] = {}  # per hook: the windows' sums of the activations alone, shared by its SAEs
             seen_tokens += int(keep.sum())
+            legacy.add_batch(unit, n_units, first_window)
+            first_window += n_units
             if all(stats.error for stats in all_stats):
                 break  # every SAE of the pass went non-finite: nothing left to compute
             for engine, stats in zip(engines, all_stats):
@@ -153,6 +199,7 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
                     x_parts[hook] = x_sums(x, unit, n_units)
                 stats.add(x, x_hat, feats, unit, n_units, x_parts.get(hook))
                 stats.windows += len(group)
+                legacy.add(engine, hook, x, x_hat)
                 if id(engine) in with_loss:
                     if hook not in zero_ce:  # the zero ablation does not depend on the SAE: once per hook
                         zero_ce[hook] = batch.ce(spliced_logits(model, hook, acts, tokens, mask, keep, None))
@@ -166,9 +213,10 @@ def run_pass(engines: list[SaeEngine], corpus: Corpus, *, with_loss: set[int], p
     if seen_tokens == 0:
         raise CaseError(f"{corpus.describe()} has no tokens: the source holds no documents")
     seconds = time.perf_counter() - start
-    for stats in all_stats:
+    for engine, stats in zip(engines, all_stats):
         stats.content_hash = hasher.hexdigest()
         stats.seconds = seconds
+        legacy.finish(engine, stats)
     return all_stats
 
 

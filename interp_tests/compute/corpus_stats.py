@@ -3,7 +3,8 @@
 No pytest here. Every statistic means exactly what docs/CASES.md defines for texts, over the non-BOS tokens
 of all windows (a window's BOS tokens, at its start and between documents, are excluded everywhere):
 explained variance 1 - sum||x - x_hat||^2 / sum||x - mu||^2 with sum||x - mu||^2 = sum||x||^2 - N||mu||^2;
-the legacy form needs mu first, so it takes a second pass (`legacy_pass`). Each window's own sums are kept
+the legacy form needs mu first: its inputs are kept through the pass, or it takes a second pass (corpus_pass.py:
+`LegacyInputs`, `legacy_pass`). Each window's own sums are kept
 too (`units`, compute/bootstrap.py): a value's 95% interval is a bootstrap over windows from them.
 """
 
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     import torch
 
 
+def token_resid(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Each token's squared reconstruction error ||x - x_hat||^2, float64 [n]."""
+    return (x.double() - x_hat.double()).pow(2).sum(-1)
+
+
 @dataclass
 class CorpusStats:
     d_sae: int
@@ -30,7 +36,7 @@ class CorpusStats:
     sum_active: float = 0.0
     fired: torch.Tensor | None = None  # [d_sae] int64: tokens where each feature is > 0
     max_act: torch.Tensor | None = None  # [d_sae] float64: each feature's largest activation
-    legacy_sum: float | None = None  # sum over tokens of 1 - ||x - x_hat||^2 / ||x - mu||^2 (second pass)
+    legacy_sum: float | None = None  # sum over tokens of 1 - ||x - x_hat||^2 / ||x - mu||^2 (once mu is known)
     predictions: int = 0
     sum_ce: dict[str, float] = field(default_factory=lambda: {"orig": 0.0, "sae": 0.0, "zero": 0.0})
     sum_kl: float = 0.0
@@ -72,10 +78,13 @@ class CorpusStats:
     def legacy_terms(self, x: torch.Tensor, x_hat: torch.Tensor, unit: torch.Tensor | None = None, n_units: int = 0, offset: int = 0) -> float:
         """One batch's sum of 1 - ||x - x_hat||^2 / ||x - mu||^2 (mu: the corpus mean from the first pass);
         with `unit`, each window's share is kept for the interval (`offset`: the batch's first window)."""
-        x64, xh64 = x.double(), x_hat.double()
+        return self.legacy_terms_of(x, token_resid(x, x_hat), unit, n_units, offset)
+
+    def legacy_terms_of(self, x: torch.Tensor, resid: torch.Tensor, unit: torch.Tensor | None = None, n_units: int = 0, offset: int = 0) -> float:
+        """`legacy_terms` from each token's ||x - x_hat||^2 (`token_resid`), taken before the mean was known."""
+        x64 = x.double()
         total = (x64 - self.mean.to(x64.device)).pow(2).sum(-1)
-        resid = (x64 - xh64).pow(2).sum(-1)
-        terms = 1.0 - resid / total
+        terms = 1.0 - resid.to(x64.device) / total
         if unit is not None and self.units is not None:
             self.units.add_legacy(terms, unit, n_units, offset)
         return float(terms.sum())

@@ -349,7 +349,7 @@ class SaeEngine:
     corpus_cache: dict[Any, Any] = field(default_factory=dict)  # (corpus spec, base) -> corpus_stats.CorpusStats
     progress: Callable[[str], None] | None = None  # where a long corpus pass reports how far it is
     loss_corpora: set[Any] = field(default_factory=set)  # corpus keys whose pass also computes the loss statistics
-    legacy_corpora: set[Any] = field(default_factory=set)  # corpus keys a legacy explained variance reads (a second pass)
+    legacy_corpora: set[Any] = field(default_factory=set)  # corpus keys a legacy explained variance reads (its inputs kept through the pass)
     corpus_peers: Callable[[Any], list[SaeEngine]] | None = None  # other SAEs on this model that read a corpus
     pass_log: Callable[[Any, list[SaeEngine], list[Any]], None] | None = None  # told of each corpus pass this engine leads
     checkpoint: str = ""  # the short label reports show (a candidate's label); "" for the SAE's full label
