@@ -37,9 +37,18 @@ def import_up_front() -> None:
             importlib.import_module(module.name)
 
 
+# glibc hands freed blocks over 128 kB back to the OS and page-faults them in again on the next allocation of
+# that size: every batch's activations and logits paid it (a quarter of the quick loop's system time). These
+# keep them in the process (what jemalloc does for `ci/bench.sh`). Read by glibc at a process's start: set here,
+# in xdist's controller, they reach its workers.
+GLIBC_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 32), "MALLOC_TOP_PAD_": str(64 << 20)}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if getattr(config.option, "numprocesses", None) and not worker:
+        for name, value in GLIBC_MALLOC.items():
+            os.environ.setdefault(name, value)
         return  # xdist's controller runs no test: only its workers need the imports (6 s of CPU each)
     import_up_front()
     if worker:

@@ -30,7 +30,8 @@ cases:
 """
 
 
-def run(tmp_path: Path, release: str) -> list[Any]:
+def run(tmp_path: Path, release: str, cases: tuple[int, ...] = (0, 1)) -> list[Any]:
+    """The results of the cases of CASES at `cases` (0: the registry checks on 10,000 tokens, 1: a feature check)."""
     from interp_tests.cases.casefile import load_case_file
     from interp_tests.cases.plan import CasePlan, TargetKey
     from interp_tests.cases.schema import SaeRef, Target
@@ -45,7 +46,7 @@ def run(tmp_path: Path, release: str) -> list[Any]:
     ref = SaeRef(release=release, id=HOOK)  # a registry entry of the test's own, served by the bundled SAE's weights
     engine = SaeEngine(HookCache(reg.model("tiny-stdlib"), HOOK, 4096), reg.sae(SaeRef(release="tiny-stdlib-res", id=HOOK)), ref.label, ref=ref)
     key = TargetKey.of(Target(model="tiny-stdlib", sae=ref), ref)
-    return [run_case(CasePlan(case_file, i, key, path, ref.label), engine) for i in range(2)]
+    return [run_case(CasePlan(case_file, i, key, path, ref.label), engine) for i in cases]
 
 
 def test_an_entry_without_l0_errors_that_check_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +54,7 @@ def test_an_entry_without_l0_errors_that_check_alone(tmp_path: Path, monkeypatch
 
     # as in SAELens's pretrained_saes.yaml: this entry publishes variance_explained and no l0
     monkeypatch.setattr(registry, "raw_sae_registry", lambda: {"test-release": {"saes": [{"id": HOOK, "path": "x", "variance_explained": 0.5}]}})
-    result = run(tmp_path, "test-release")[0]
+    result = run(tmp_path, "test-release", cases=(0,))[0]
     l0, ev, cosine = result.verdicts
     assert not l0.ok and "publishes no l0 (it has: explained_variance): give explicit bounds instead" in l0.error
     assert ev.ok and ev.notes == ("registry value 0.5000, tolerance 0.9000",) and ev.expected == ">= -0.4000"
@@ -77,8 +78,8 @@ def test_feature_checks_link_to_neuronpedia_where_the_entry_has_an_id(tmp_path: 
 
     monkeypatch.setattr(registry, "raw_sae_registry", lambda: {})
     monkeypatch.setattr(neuronpedia, "_directory", lambda: {"np-release": SimpleNamespace(neuronpedia_id={HOOK: "tiny-stdlib/1-res"})})
-    fires = run(tmp_path, "np-release")[1].verdicts[0]
+    fires = run(tmp_path, "np-release", cases=(1,))[0].verdicts[0]
     assert fires.feature_index == 692 and fires.feature_url == "https://neuronpedia.org/tiny-stdlib/1-res/692"
-    assert "fires [#692 https://neuronpedia.org/tiny-stdlib/1-res/692]" in render(run(tmp_path, "np-release")[1])
+    assert "fires [#692 https://neuronpedia.org/tiny-stdlib/1-res/692]" in render(run(tmp_path, "np-release", cases=(1,))[0])
     monkeypatch.setattr(neuronpedia, "_directory", lambda: {})
-    assert run(tmp_path, "np-release")[1].verdicts[0].feature_url == ""
+    assert run(tmp_path, "np-release", cases=(1,))[0].verdicts[0].feature_url == ""
