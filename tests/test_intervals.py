@@ -101,6 +101,24 @@ def synthetic_units(rng: Any, windows: int, true_mean: float) -> Any:
     return units
 
 
+def test_the_resample_matrix_is_built_once_per_corpus_size_and_is_the_seeded_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every value of a corpus resamples the same windows with the same seed: the matrix is shared, not rebuilt
+    per value, and is the seeded multinomial draw itself; past KEPT_COUNTS_BYTES it is built per call."""
+    import torch
+
+    from interp_tests.compute import bootstrap
+
+    counts = bootstrap.resample_counts(57)
+    assert bootstrap.resample_counts(57) is counts
+    g = torch.Generator().manual_seed(bootstrap.SEED)
+    draws = torch.randint(0, 57, (bootstrap.RESAMPLES, 57), generator=g)
+    assert torch.equal(counts, torch.stack([torch.bincount(row, minlength=57) for row in draws]).double())
+    assert bootstrap.resample_counts(57, 6, seed=7) is not counts and bootstrap.resample_counts(58) is not counts
+    monkeypatch.setattr(bootstrap, "KEPT_COUNTS_BYTES", 0)
+    fresh = bootstrap.resample_counts(57)
+    assert fresh is not counts and torch.equal(fresh, counts)
+
+
 def test_the_95_percent_interval_covers_the_true_value_in_95_of_1000_seeded_trials() -> None:
     import numpy as np
 

@@ -20,6 +20,7 @@ resamples' median bias (`percentile`). Approximations, each stated where it is u
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -137,13 +138,34 @@ def x_sums(x: torch.Tensor, unit: torch.Tensor, n_units: int) -> tuple[torch.Ten
     )
 
 
+KEPT_COUNTS_BYTES = 64 << 20  # resample matrices up to this size are built once per (units, resamples, seed)
+
+
 def resample_counts(units: int, resamples: int = RESAMPLES, seed: int = SEED) -> torch.Tensor:
-    """[resamples, units] float64: how often each unit is drawn in each resample (multinomial, seeded)."""
+    """[resamples, units] float64: how often each unit is drawn in each resample (multinomial, seeded). Every
+    value of a corpus resamples the same units with the same seed: the matrix is built once and shared (up to
+    KEPT_COUNTS_BYTES), so callers read it and never change it."""
+    if resamples * units * 8 <= KEPT_COUNTS_BYTES:
+        return _kept_counts(units, resamples, seed)
+    return _counts(units, resamples, seed)
+
+
+def _counts(units: int, resamples: int, seed: int) -> torch.Tensor:
     import torch
 
     g = torch.Generator().manual_seed(seed)
     draws = torch.randint(0, units, (resamples, units), generator=g)
     return torch.zeros(resamples, units, dtype=torch.float64).scatter_add_(1, draws, torch.ones(resamples, units, dtype=torch.float64))
+
+
+_kept_counts = functools.lru_cache(maxsize=4)(_counts)
+
+
+def every_unit_once(units: int) -> torch.Tensor:
+    """[1, units] of ones: the one "resample" that is the data itself (the observed value)."""
+    import torch
+
+    return torch.ones(1, units, dtype=torch.float64)
 
 
 def percentile(values: torch.Tensor, level: float = LEVEL, observed: float | None = None) -> tuple[float, float]:
@@ -254,7 +276,7 @@ def interval(sums: UnitSums, name: str, **params: Any) -> tuple[float, float] | 
         return None
     if name in ("ce_loss_score", "delta_loss", "kl_div") and not sums.predictions:
         return None
-    whole = resample_counts(sums.units, 1).fill_(1.0)  # every unit once: the observed value
+    whole = every_unit_once(sums.units)
     observed = float(resampled(sums, name, whole, **params)[0])
     return percentile(resampled(sums, name, resample_counts(sums.units), **params), observed=observed)
 
@@ -265,11 +287,11 @@ def difference_interval(candidate: UnitSums, reference: UnitSums, name: str, **p
     if name not in INTERVAL_CHECKS or candidate.units < 2 or candidate.units != reference.units:
         return None
     counts = resample_counts(candidate.units)
-    whole = resample_counts(candidate.units, 1).fill_(1.0)
+    whole = every_unit_once(candidate.units)
     observed = float(resampled(candidate, name, whole, **params)[0] - resampled(reference, name, whole, **params)[0])
     return percentile(resampled(candidate, name, counts, **params) - resampled(reference, name, counts, **params), observed=observed)
 
 
 def observed_value(sums: UnitSums, name: str, **params: Any) -> float:
     """The statistic on every unit once: the value the pass reports."""
-    return float(resampled(sums, name, resample_counts(sums.units, 1).fill_(1.0), **params)[0])
+    return float(resampled(sums, name, every_unit_once(sums.units), **params)[0])
