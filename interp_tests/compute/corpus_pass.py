@@ -97,12 +97,17 @@ class LegacyInputs:
     `LEGACY_KEEP_BYTES`; the sums are the second pass's, term for term (`CorpusStats.legacy_terms_of`)."""
 
     def __init__(self, engines: list[SaeEngine], corpus: Corpus) -> None:
-        key = corpus_key(corpus)
-        wanting = [e for e in engines if key in e.legacy_corpora]
-        widths = {e.target_hook: int(e.sae.W_dec.shape[-1]) for e in wanting}  # what each compares: d_in (d_out for a transcoder)
-        size = next(iter(engines[0].model.parameters())).element_size() if wanting else 0  # the activations' dtype
-        cost = int(corpus.spec.tokens) * (size * sum(widths.values()) + 8 * len(wanting))  # and each SAE's float64 errors
-        self.engines = {id(e) for e in wanting} if wanting and cost <= LEGACY_KEEP_BYTES else set()
+        wanting = [e for e in engines if e.legacy_corpora]  # (a pass outside a session's plan wants none)
+        if wanting:
+            key = corpus_key(corpus)
+            wanting = [e for e in wanting if key in e.legacy_corpora]
+        self.engines: set[int] = set()
+        if wanting:
+            widths = {e.target_hook: int(e.sae.W_dec.shape[-1]) for e in wanting}  # what each compares: d_in (d_out for a transcoder)
+            size = next(iter(engines[0].model.parameters())).element_size()  # the activations' dtype
+            cost = int(corpus.spec.tokens) * (size * sum(widths.values()) + 8 * len(wanting))  # and each SAE's float64 errors
+            if cost <= LEGACY_KEEP_BYTES:
+                self.engines = {id(e) for e in wanting}
         self.x: dict[str, list[torch.Tensor]] = {}  # hook -> each batch's activations there
         self.resid: dict[int, list[torch.Tensor]] = {i: [] for i in self.engines}  # id(engine) -> each batch's errors
         self.batches: list[tuple[torch.Tensor | None, int, int]] = []  # each batch's (token -> window, windows, first window)
