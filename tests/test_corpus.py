@@ -59,25 +59,79 @@ def _stats(batch_tokens: int, tokens: int, loss: bool, planned_legacy: bool = Fa
     return corpus_stats(engine, corpus, loss=loss, legacy=True), engine, corpus
 
 
-def test_the_legacy_form_kept_through_the_pass_equals_its_second_pass_and_one_past_the_budget_takes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def _legacy_corpus() -> Any:
+    from interp_tests.cases.schema import CorpusSpec
+    from interp_tests.compute.corpus import Corpus
+
+    return Corpus(CorpusSpec(bundled="tiny-stdlib-heldout", tokens=1500, context=128), ROOT, "heldout")
+
+
+def _legacy_engines(registry: Any, model: Any, planned_on: Any = None) -> list[Any]:
+    """The bundled SAE and a noisy copy of it at one hook, and the bundled transcoder (another input hook, its
+    output hook compared), sharing one model's forward; with `planned_on` (a corpus), each knows before the pass
+    that the legacy explained variance of that corpus is wanted (as a session's plan tells them)."""
+    import copy
+
+    from interp_tests.cases.schema import SaeRef
+    from interp_tests.compute.corpus_pass import corpus_key
+    from interp_tests.compute.engine import HookCache, ModelCache, SaeEngine
+
+    from . import checkpoints
+
+    hook = "blocks.1.hook_resid_pre"
+    sae = registry.sae(SaeRef(release="tiny-stdlib-res", id=hook))
+    noisy = copy.deepcopy(sae)
+    checkpoints.noisy(noisy)
+    shared = ModelCache(model, 600)
+    engines = [SaeEngine(HookCache(model, hook, 600, shared=shared), s, label) for s, label in ((sae, "sae"), (noisy, "noisy"))]
+    transcoder = registry.sae(SaeRef(release="tiny-stdlib-tc", id="blocks.1.mlp"))
+    engines.append(SaeEngine(HookCache(model, "blocks.1.ln2.hook_normalized", 600, shared=shared), transcoder, "tc", out_hook="blocks.1.hook_mlp_out"))
+    if planned_on is not None:
+        for engine in engines:
+            engine.legacy_corpora = {corpus_key(planned_on)}
+    return engines
+
+
+@pytest.mark.parametrize("loss", [False, True], ids=["stopped-forward", "with-the-loss-forwards"])
+def test_the_legacy_form_kept_through_the_pass_equals_its_second_pass(interp_registry: Any, interp_model: Any, loss: bool,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The legacy explained variance needs the corpus mean before its per-token terms: where a session plans it,
     the pass keeps its inputs (activations and per-token errors, within LEGACY_KEEP_BYTES) and needs no second
-    pass; its value and interval are the second pass's. Past the budget the second pass runs, once."""
+    pass. Two SAEs at one hook and a transcoder in one pass, with the stopped forward or the loss forwards: each
+    value and interval is the second pass's."""
     from interp_tests.compute import corpus_pass
 
     passes: list[int] = []
     real = corpus_pass.legacy_pass
     monkeypatch.setattr(corpus_pass, "legacy_pass", lambda engines, *a, **k: passes.append(len(engines)) or real(engines, *a, **k))
-    second, _, _ = _stats(batch_tokens=600, tokens=1500, loss=False)
-    assert passes == [1]
-    kept, _, _ = _stats(batch_tokens=600, tokens=1500, loss=False, planned_legacy=True)
-    assert passes == [1]  # no second pass
-    assert kept.explained_variance_legacy == pytest.approx(second.explained_variance_legacy, rel=1e-12)
-    assert kept.interval("explained_variance_legacy") == pytest.approx(second.interval("explained_variance_legacy"), rel=1e-12)
-    monkeypatch.setattr(corpus_pass, "LEGACY_KEEP_BYTES", 1500 * 128 * 4)  # the activations alone fill it
-    beyond, _, _ = _stats(batch_tokens=600, tokens=1500, loss=False, planned_legacy=True)
-    assert passes == [1, 1]
-    assert beyond.explained_variance_legacy == second.explained_variance_legacy
+    corpus = _legacy_corpus()
+    second_engines = _legacy_engines(interp_registry, interp_model)
+    second = corpus_pass.run_pass(second_engines, corpus, with_loss={id(e) for e in second_engines} if loss else set(), progress=None)
+    assert all(s.legacy_sum is None for s in second)
+    corpus_pass.legacy_pass(second_engines, corpus, second)
+    kept_engines = _legacy_engines(interp_registry, interp_model, planned_on=corpus)
+    kept = corpus_pass.run_pass(kept_engines, corpus, with_loss={id(e) for e in kept_engines} if loss else set(), progress=None)
+    assert passes == [3]  # the second pass above, and none for the planned engines
+    for engine, a, b in zip(kept_engines, kept, second):
+        assert a.legacy_sum is not None and a.tokens == b.tokens > 1000, engine.label
+        assert a.explained_variance_legacy == pytest.approx(b.explained_variance_legacy, rel=1e-12), engine.label
+        assert a.interval("explained_variance_legacy") == pytest.approx(b.interval("explained_variance_legacy"), rel=1e-12), engine.label
+    assert len({round(s.explained_variance_legacy, 6) for s in kept}) == 3  # three different SAEs, three values
+
+
+def test_past_the_budget_the_legacy_form_takes_one_second_pass(interp_registry: Any, interp_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from interp_tests.compute import corpus_pass
+
+    passes: list[int] = []
+    real = corpus_pass.legacy_pass
+    monkeypatch.setattr(corpus_pass, "legacy_pass", lambda engines, *a, **k: passes.append(len(engines)) or real(engines, *a, **k))
+    corpus = _legacy_corpus()
+    monkeypatch.setattr(corpus_pass, "LEGACY_KEEP_BYTES", (1500 + 128) * 128 * 4)  # the activations alone fill it
+    stats = corpus_pass.corpus_stats(_legacy_engines(interp_registry, interp_model, planned_on=corpus)[0], corpus, legacy=True)
+    assert passes == [1] and stats.legacy_sum is not None
+    monkeypatch.setattr(corpus_pass, "LEGACY_KEEP_BYTES", 256 << 20)
+    kept = corpus_pass.corpus_stats(_legacy_engines(interp_registry, interp_model, planned_on=corpus)[0], corpus, legacy=True)
+    assert passes == [1] and kept.explained_variance_legacy == pytest.approx(stats.explained_variance_legacy, rel=1e-12)
 
 
 def test_streaming_in_chunks_of_any_size_equals_one_pass_and_an_independent_computation() -> None:

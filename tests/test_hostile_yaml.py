@@ -148,6 +148,10 @@ def test_a_text_read_again_is_not_parsed_again_and_each_reader_gets_its_own_valu
     for _ in range(2):
         refused(text + "oops: [\n")
     assert len(parses) == 5
+    monkeypatch.setattr(yaml_source._PARSED, "MAX_BYTES", yaml_source._kept_bytes(text, first))  # room for one such file
+    parse_yaml(text + "# another\n", PATH)  # keeping it drops the least recently read
+    parse_yaml(text, PATH)
+    assert len(parses) == 7
 
 
 def test_an_aliased_list_item_has_the_line_of_the_alias() -> None:
@@ -379,7 +383,7 @@ def test_collecting_a_hostile_file_costs_under_a_second_and_200mb(kind: str, tmp
     else:
         path.write_text(BUNDLED_TARGET + "cases:\n  - id: a\n    text: x\n    expect: " + "a" * MB + "\n")
         expected = ":7: cases[0].expect: expected a list (got 'aaaa"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, "PYTHONPATH": str(ROOT)}  # glibc's defaults
     run = subprocess.run(
         [sys.executable, "-c", COST_SCRIPT, str(path), str(tmp_path / "warm.yaml")],
         capture_output=True, text=True, env=env, timeout=120, check=False,

@@ -446,35 +446,45 @@ def _unsupported(loc: KeyPath, node: Any, tag: str | None, line: int | None = No
 class _ParsedTexts:
     """The sources of texts parsed lately, by (path, text): a run reads each case file at collection and again
     at its end (for stale baseline entries), and the YAML library, in pure Python, takes about 30 ms for a
-    5 KB file. Each caller gets its own copy of the values. Only files that parsed are kept, at most
-    `MAX_CHARS` characters of them."""
+    5 KB file. Each caller gets its own copy of the values. Only files that parsed are kept, texts of at most
+    `MAX_TEXT` characters, about `MAX_BYTES` in all (`_kept_bytes`: a deeply nested file's key paths weigh
+    more than its text)."""
 
-    MAX_CHARS = 4 << 20
-    MAX_TEXT = 256 << 10
+    MAX_BYTES = 16 << 20
+    MAX_TEXT = 64 << 10
 
     def __init__(self) -> None:
-        self.sources: OrderedDict[tuple[str, str], Source] = OrderedDict()
-        self.chars = 0
+        self.sources: OrderedDict[tuple[str, str], tuple[Source, int]] = OrderedDict()
+        self.bytes = 0
         self.lock = threading.Lock()
 
     def get(self, path: Path, text: str) -> Source | None:
         with self.lock:
-            source = self.sources.get((str(path), text))
-            if source is None:
+            kept = self.sources.get((str(path), text))
+            if kept is None:
                 return None
             self.sources.move_to_end((str(path), text))
+        source = kept[0]
         return Source(path, copy.deepcopy(source.data), dict(source.lines))
 
     def put(self, path: Path, text: str, source: Source) -> None:
         if len(text) > self.MAX_TEXT:
             return
+        size = _kept_bytes(text, source)
         with self.lock:
-            if (str(path), text) not in self.sources:
-                self.chars += len(text)
-            self.sources[(str(path), text)] = Source(path, copy.deepcopy(source.data), dict(source.lines))
-            while self.chars > self.MAX_CHARS:
-                (_, dropped), _ = self.sources.popitem(last=False)
-                self.chars -= len(dropped)
+            old = self.sources.pop((str(path), text), None)
+            self.bytes -= old[1] if old is not None else 0
+            self.sources[(str(path), text)] = (Source(path, copy.deepcopy(source.data), dict(source.lines)), size)
+            self.bytes += size
+            while self.bytes > self.MAX_BYTES:
+                _, (_, dropped) = self.sources.popitem(last=False)
+                self.bytes -= dropped
+
+
+def _kept_bytes(text: str, source: Source) -> int:
+    """About what a kept source holds: its text twice (the key and the values' strings), and each line entry's
+    key path (a tuple of 8-byte references) with the dict's share."""
+    return 2 * len(text) + sum(120 + 8 * len(loc) for loc in source.lines)
 
 
 _PARSED = _ParsedTexts()

@@ -138,7 +138,7 @@ def x_sums(x: torch.Tensor, unit: torch.Tensor, n_units: int) -> tuple[torch.Ten
     )
 
 
-KEPT_COUNTS_BYTES = 64 << 20  # resample matrices up to this size are built once per (units, resamples, seed)
+KEPT_COUNTS_BYTES = 16 << 20  # resample matrices up to this size (2,000 windows) are built once per (units, resamples, seed)
 
 
 def resample_counts(units: int, resamples: int = RESAMPLES, seed: int = SEED) -> torch.Tensor:

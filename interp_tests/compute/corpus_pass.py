@@ -93,8 +93,8 @@ def _targets(engine: SaeEngine, act: torch.Tensor, keep: torch.Tensor) -> torch.
 class LegacyInputs:
     """What the legacy explained variance needs of each batch, kept through the first pass so that it needs no
     second one (`legacy_pass`): the activations compared at each hook (in the model's dtype, on the CPU) and
-    each SAE's per-token squared error. Kept only when the corpus's token budget makes them fit
-    `LEGACY_KEEP_BYTES`; the sums are the second pass's, term for term (`CorpusStats.legacy_terms_of`)."""
+    each SAE's per-token squared error (and each token's window). Kept only when the corpus's token budget makes
+    them fit `LEGACY_KEEP_BYTES`; the sums are the second pass's, term for term (`CorpusStats.legacy_terms_of`)."""
 
     def __init__(self, engines: list[SaeEngine], corpus: Corpus) -> None:
         wanting = [e for e in engines if e.legacy_corpora]  # (a pass outside a session's plan wants none)
@@ -105,7 +105,8 @@ class LegacyInputs:
         if wanting:
             widths = {e.target_hook: int(e.sae.W_dec.shape[-1]) for e in wanting}  # what each compares: d_in (d_out for a transcoder)
             size = next(iter(engines[0].model.parameters())).element_size()  # the activations' dtype
-            cost = int(corpus.spec.tokens) * (size * sum(widths.values()) + 8 * len(wanting))  # and each SAE's float64 errors
+            tokens = int(corpus.spec.tokens) + int(corpus.spec.context)  # the last window may end past the budget
+            cost = tokens * (size * sum(widths.values()) + 8 * len(wanting) + 8)  # each SAE's float64 errors, each token's window
             if cost <= LEGACY_KEEP_BYTES:
                 self.engines = {id(e) for e in wanting}
         self.x: dict[str, list[torch.Tensor]] = {}  # hook -> each batch's activations there

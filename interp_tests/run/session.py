@@ -341,6 +341,7 @@ class Session:
                 ref_engine.pass_log = self._log_pass
                 self.reference_engines[key] = ref_engine
             engine.reference_engine = self.reference_engines[key]
+            engine.reference_engine.legacy_corpora |= engine.legacy_corpora  # its legacy inputs kept in the candidates' pass
             engine.matching = self.matchings.get((reference, engine.ref), lambda: match_features(reference_sae, engine.sae))
         except InterpTestsError as exc:
             engine.matching_problem = f"no feature matching against the reference {reference.label}: {exc}"
