@@ -148,8 +148,9 @@ def test_a_text_read_again_is_not_parsed_again_and_each_reader_gets_its_own_valu
     for _ in range(2):
         refused(text + "oops: [\n")
     assert len(parses) == 5
-    monkeypatch.setattr(yaml_source._PARSED, "MAX_BYTES", yaml_source._kept_bytes(text, first))  # room for one such file
-    parse_yaml(text + "# another\n", PATH)  # keeping it drops the least recently read
+    another = text + "# another\n"
+    monkeypatch.setattr(yaml_source._PARSED, "MAX_BYTES", yaml_source._kept_bytes(another, first))  # room for it alone
+    parse_yaml(another, PATH)  # keeping it drops the least recently read
     parse_yaml(text, PATH)
     assert len(parses) == 7
 

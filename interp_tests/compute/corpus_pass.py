@@ -97,10 +97,8 @@ class LegacyInputs:
     them fit `LEGACY_KEEP_BYTES`; the sums are the second pass's, term for term (`CorpusStats.legacy_terms_of`)."""
 
     def __init__(self, engines: list[SaeEngine], corpus: Corpus) -> None:
-        wanting = [e for e in engines if e.legacy_corpora]  # (a pass outside a session's plan wants none)
-        if wanting:
-            key = corpus_key(corpus)
-            wanting = [e for e in wanting if key in e.legacy_corpora]
+        key = corpus_key(corpus) if any(e.legacy_corpora for e in engines) else None  # a pass outside a session's plan wants none
+        wanting = [e for e in engines if key in e.legacy_corpora]
         self.engines: set[int] = set()
         if wanting:
             widths = {e.target_hook: int(e.sae.W_dec.shape[-1]) for e in wanting}  # what each compares: d_in (d_out for a transcoder)

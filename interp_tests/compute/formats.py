@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     pass
 
 FORMATS = ("saelens", "sparsify", "dictionary_learning", "gemma_scope")
-SIGNATURES = {  # format -> the files that make a directory that format
+SIGNATURES = {  # format -> the files that make a directory that format, its weights file last (memory.checkpoint_bytes)
     "saelens": ("cfg.json", "sae_weights.safetensors"),
     "sparsify": ("cfg.json", "sae.safetensors"),
     "dictionary_learning": ("ae.pt",),

@@ -43,21 +43,23 @@ def weights_bytes(weights: Path, dtype: str) -> int | None:
 
 
 def checkpoint_bytes(directory: Path, dtype: str) -> int | None:
-    """Bytes a local checkpoint's weights take once loaded in `dtype`, before loading, in any format: a
-    safetensors file from its header (SAELens's `sae_weights.safetensors`, sparsify's `sae.safetensors`); a
-    dictionary_learning `ae.pt` or a Gemma Scope `params.npz` from the file's size (both store float32)."""
+    """Bytes a local checkpoint's weights take once loaded in `dtype`, before loading, in any format (its
+    weights file: the last of its signature in formats.py): a safetensors file from its header (SAELens,
+    sparsify); a dictionary_learning `ae.pt` or a Gemma Scope `params.npz` from the file's size (both store
+    float32)."""
     from ..common.files import is_regular_file
+    from .formats import SIGNATURES
 
-    for name in ("sae_weights.safetensors", "sae.safetensors"):
-        if (directory / name).exists():
-            return weights_bytes(directory / name, dtype)
-    for name in ("ae.pt", "params.npz"):
-        path = directory / name
-        if is_regular_file(path):
-            try:
-                return path.stat().st_size * DTYPE_BYTES.get(dtype, 4) // 4
-            except OSError:
-                return None
+    for files in SIGNATURES.values():
+        weights = directory / files[-1]
+        if not is_regular_file(weights):
+            continue
+        if weights.suffix == ".safetensors":
+            return weights_bytes(weights, dtype)
+        try:
+            return weights.stat().st_size * DTYPE_BYTES.get(dtype, 4) // 4
+        except OSError:
+            return None
     return None
 
 
